@@ -1,0 +1,291 @@
+//! Command-line arguments (clap derive): one struct per subcommand. Help text
+//! is written for `kubectl nautes ...`, as kubectl runs the plugin.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::{OutputFormat, ProgressMode};
+
+/// Register and destroy the runtime clusters of the Nautes GitOps platform.
+///
+/// The management cluster is kubectl's current context (--kubeconfig,
+/// --context, KUBECONFIG as kubectl reads them). A runtime cluster is reached
+/// with the kubeconfig in its spec.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-nautes",
+    bin_name = "kubectl nautes",
+    version,
+    disable_version_flag = true,
+    propagate_version = false,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Path to the kubeconfig file of the management cluster.
+    #[arg(long, global = true, env = "NAUTES_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context of the management cluster.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace of the registration records in the management cluster.
+    #[arg(long, global = true, default_value = crate::registry::DEFAULT_NAMESPACE, value_name = "NAMESPACE")]
+    pub registry_namespace: String,
+    /// Do not verify the API servers' TLS certificates. Insecure.
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+    /// Timeout of one API request (e.g. 30s, 1m).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+    /// How progress is shown on stderr.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// More detail in progress output (repeat for more).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the runtime components into a cluster and register it.
+    ///
+    /// Validates the spec, checks both clusters and the permissions needed,
+    /// renders the components, applies them with server-side apply, waits
+    /// until they are ready and registers the cluster in the management
+    /// cluster with a credential of its own. Safe to run again: it converges
+    /// and says what changed.
+    ///
+    /// Example: kubectl nautes register -f cluster.yaml
+    Register(RegisterArgs),
+    /// Remove a cluster's components and forget it in the management cluster.
+    ///
+    /// Example: kubectl nautes destroy cluster-physical-demo
+    Destroy(DestroyArgs),
+    /// List the registered clusters.
+    List(ListArgs),
+    /// Show a cluster's registration record.
+    Get(GetArgs),
+    /// Show whether each component of a cluster is ready, read from it now.
+    Status(StatusArgs),
+    /// Show what register would change or prune, without changing anything.
+    Diff(DiffArgs),
+    /// Render a spec's manifests offline (no cluster is contacted).
+    Render(RenderArgs),
+    /// Validate a spec offline and print it with defaults filled in.
+    Validate(ValidateArgs),
+    /// Mint a new credential for a cluster, update Argo CD's, revoke the old.
+    RotateCredentials(RotateArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: source <(kubectl nautes completion bash)
+    Completion(CompletionArgs),
+    /// Print the plugin's version, git commit and Kubernetes API version.
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SpecInput {
+    /// The cluster spec: a YAML or JSON file, or - for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: PathBuf,
+    /// The cluster's name, if the spec does not give it.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChartArgs {
+    /// Directory of chart archives (<name>-<version>.tgz) or chart directories
+    /// (<name>/Chart.yaml), for air-gapped use; default: the pinned upstream
+    /// repositories.
+    #[arg(long, value_name = "DIR", env = "NAUTES_CHARTS_DIR")]
+    pub charts_dir: Option<PathBuf>,
+    /// Path to helm; default: helm on PATH.
+    #[arg(long, value_name = "PATH", env = "NAUTES_HELM")]
+    pub helm: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub input: SpecInput,
+    #[command(flatten)]
+    pub charts: ChartArgs,
+    /// client: print the rendered objects (secrets redacted) and stop;
+    /// server: send every apply as a server dry run.
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: DryRun,
+    /// Wait until the components are ready.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// How long to wait for readiness (e.g. 5m, 90s).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Take over fields owned by another field manager.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Output format of the result.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Requests in flight at once per cluster.
+    #[arg(long, default_value_t = 16, hide = true)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The cluster's name.
+    pub name: String,
+    /// Destroy even if Argo CD Applications still deploy to it or custom
+    /// resources not created by the plugin would be deleted with its CRDs.
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for objects to be gone.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// client: list what would be deleted; server: send deletes as dry runs.
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: DryRun,
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub name: String,
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub name: String,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub input: SpecInput,
+    #[command(flatten)]
+    pub charts: ChartArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub input: SpecInput,
+    #[command(flatten)]
+    pub charts: ChartArgs,
+    /// Kubernetes version to render for (helm --kube-version).
+    #[arg(long, default_value = "v1.36.0")]
+    pub kube_version: String,
+    /// Print the plan (components, charts, order) instead of the objects.
+    #[arg(long)]
+    pub plan: bool,
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub input: SpecInput,
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    pub name: String,
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+/// Parses "90s", "5m", "1h", "1m30s", or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut seen = false;
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h"))?;
+        num.clear();
+        total += match ch {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            _ => return Err(format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h")),
+        };
+        seen = true;
+    }
+    if !num.is_empty() || !seen {
+        return Err(format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_like_kubectl() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! Installing one stage of a plan into one cluster: render, check kinds,
+//! record the inventory, apply in phases, wait, prune. Used by register for
+//! every kind of cluster, and by diff (which stops before writing).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::inventory::{ApplySet, Member, ParentState};
+use crate::k8s::apply::{self, Applied, ApplyOptions, ObjectKey, Outcome, Phase};
+use crate::k8s::wait::{self, Watched};
+use crate::k8s::{Cluster, Kinds, delete, group_kind};
+use crate::output::Progress;
+use crate::plan::Stage;
+use crate::render::{self, KubeInfo, Manifest, RenderOptions};
+use crate::spec::ClusterSpec;
+
+/// Counts of what a stage changed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Changes {
+    pub created: usize,
+    pub configured: usize,
+    pub unchanged: usize,
+    pub pruned: usize,
+}
+
+impl Changes {
+    pub fn add(&mut self, o: &Changes) {
+        self.created += o.created;
+        self.configured += o.configured;
+        self.unchanged += o.unchanged;
+        self.pruned += o.pruned;
+    }
+    pub fn changed(&self) -> bool {
+        self.created + self.configured + self.pruned > 0
+    }
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} created, {} configured, {} unchanged, {} pruned",
+            self.created, self.configured, self.unchanged, self.pruned
+        )
+    }
+}
+
+/// One object that changed, for the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedObject {
+    pub action: String,
+    pub object: String,
+    pub component: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    pub target: String,
+    pub cluster: String,
+    pub changes: Changes,
+    pub changed: Vec<ChangedObject>,
+}
+
+pub struct StageOptions<'a> {
+    pub render: &'a RenderOptions,
+    pub apply: ApplyOptions,
+    pub wait: bool,
+    pub timeout: Duration,
+    /// Compute what would change and stop (diff).
+    pub plan_only: bool,
+}
+
+/// Renders a stage for a cluster and checks its kinds; nothing is written.
+pub async fn prepare(
+    cluster: &Cluster,
+    spec: &ClusterSpec,
+    stage: &Stage,
+    opts: &StageOptions<'_>,
+    progress: &Progress,
+) -> Result<(Kinds, Vec<Manifest>)> {
+    let step = format!("render {}", stage.target.as_str());
+    let kinds = Kinds::discover(cluster).await?;
+    let version = cluster.version().await?;
+    let info = KubeInfo {
+        version: Some(version),
+        api_versions: kinds.api_versions(),
+    };
+    let env = render::environment();
+    let manifests = render::render_stage(&env, spec, stage, opts.render, &info).await?;
+    progress.done(
+        &step,
+        format!("{} objects from {} component(s)", manifests.len(), stage.components.len()),
+    );
+    apply::check_kinds(&manifests, &kinds, cluster)?;
+    Ok((kinds, manifests))
+}
+
+/// Installs a stage: the whole register pipeline for one cluster.
+pub async fn install(
+    cluster: &Cluster,
+    spec: &ClusterSpec,
+    set: &ApplySet,
+    stage: &Stage,
+    opts: &StageOptions<'_>,
+    progress: &Progress,
+) -> Result<StageReport> {
+    let target = stage.target.as_str();
+    let (mut kinds, mut manifests) = prepare(cluster, spec, stage, opts, progress).await?;
+
+    // inventory before: what the set holds now
+    let old = set.load(cluster).await?.unwrap_or_default();
+    let mut new_state = ParentState::default();
+    for m in &manifests {
+        new_state.group_kinds.insert(group_kind(m.api_version(), m.kind()));
+    }
+    // normalize namespaces (CRD kinds are not known yet: namespaced unless the CRD says Cluster)
+    let crd_scopes: BTreeMap<(String, String), bool> = manifests
+        .iter()
+        .filter(|m| m.kind() == "CustomResourceDefinition")
+        .map(|m| {
+            (
+                (
+                    m.object["spec"]["group"].as_str().unwrap_or_default().to_string(),
+                    m.object["spec"]["names"]["kind"].as_str().unwrap_or_default().to_string(),
+                ),
+                m.object["spec"]["scope"] != "Cluster",
+            )
+        })
+        .collect();
+    let mut keys: BTreeSet<ObjectKey> = BTreeSet::new();
+    for m in &mut manifests {
+        let kind = match kinds.resolve(m.api_version(), m.kind()) {
+            Some(k) => k,
+            None => {
+                let group = m.api_version().split_once('/').map(|(g, _)| g).unwrap_or("").to_string();
+                let namespaced = crd_scopes.get(&(group, m.kind().to_string())).copied().unwrap_or(true);
+                crate::k8s::Kind {
+                    resource: kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("", "v1", "Unknown")),
+                    namespaced,
+                }
+            }
+        };
+        apply::normalize_namespace(m, &kind);
+        set.mark(&mut m.object);
+        if let Some(ns) = m.object_namespace()
+            && ns != crate::inventory::PARENT_NAMESPACE
+        {
+            new_state.namespaces.insert(ns.to_string());
+        }
+        keys.insert(apply::key_of(m, &kind));
+    }
+    let all_gks: BTreeSet<String> = old.group_kinds.union(&new_state.group_kinds).cloned().collect();
+    let before: BTreeMap<ObjectKey, Member> = set.members(cluster, &kinds, &all_gks).await?;
+    let to_prune: BTreeMap<ObjectKey, Member> = before
+        .iter()
+        .filter(|(k, _)| !keys.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let before_rv: BTreeMap<ObjectKey, String> = before
+        .iter()
+        .map(|(k, m)| (k.clone(), m.resource_version.clone()))
+        .collect();
+
+    let mut changes = Changes::default();
+    let mut changed = Vec::new();
+
+    if opts.plan_only {
+        // server dry run of every apply tells what would change
+        let mut dry = opts.apply.clone();
+        dry.dry_run_server = true;
+        let refs: Vec<&Manifest> = manifests.iter().filter(|m| kinds.resolve(m.api_version(), m.kind()).is_some()).collect();
+        let applied = apply::apply_many(cluster, &kinds, &refs, &dry, &before_rv, &|_| {}).await?;
+        // objects of kinds that do not exist yet (CRDs in this plan) would be created
+        for m in manifests.iter().filter(|m| kinds.resolve(m.api_version(), m.kind()).is_none()) {
+            changes.created += 1;
+            changed.push(ChangedObject {
+                action: "create".into(),
+                object: crate::k8s::describe(m.kind(), m.object_namespace(), m.name()),
+                component: m.component.clone(),
+            });
+        }
+        tally(&applied, &mut changes, &mut changed);
+        for (k, m) in &to_prune {
+            changes.pruned += 1;
+            changed.push(ChangedObject {
+                action: "prune".into(),
+                object: delete::describe_key(k),
+                component: m.component.clone(),
+            });
+        }
+        return Ok(StageReport {
+            target: target.into(),
+            cluster: cluster.label.clone(),
+            changes,
+            changed,
+        });
+    }
+
+    // record the union first, so a run killed mid-apply still finds everything
+    let union = ParentState {
+        group_kinds: all_gks.clone(),
+        namespaces: old.namespaces.union(&new_state.namespaces).cloned().collect(),
+    };
+    let dry = opts.apply.dry_run_server;
+    set.save(cluster, &union, dry).await?;
+
+    let count = AtomicUsize::new(0);
+    let total = manifests.len();
+    let on_done = |a: &Applied| {
+        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+        if a.outcome != Outcome::Unchanged {
+            progress.change(
+                &format!("apply {target}"),
+                format!(
+                    "{} {} ({}/{total})",
+                    crate::k8s::describe(a.group_kind.split('.').next().unwrap_or(""), a.namespace.as_deref(), &a.name),
+                    match a.outcome {
+                        Outcome::Created => "created",
+                        Outcome::Configured => "configured",
+                        Outcome::Unchanged => "unchanged",
+                    },
+                    n
+                ),
+            );
+        } else {
+            progress.debug(&format!("apply {target}"), format!("{} unchanged ({n}/{total})", a.name));
+        }
+    };
+
+    let phase_of = |m: &Manifest, kinds: &Kinds| apply::phase_of(m, kinds.resolve(m.api_version(), m.kind()).as_ref());
+    let mut all_applied = Vec::new();
+    // 1. CRDs, then wait Established and refresh discovery
+    let crds: Vec<&Manifest> = manifests.iter().filter(|m| phase_of(m, &kinds) == Phase::Crds).collect();
+    if !crds.is_empty() {
+        progress.info(&format!("apply {target}"), format!("{} CustomResourceDefinitions", crds.len()));
+        all_applied.extend(apply::apply_many(cluster, &kinds, &crds, &opts.apply, &before_rv, &on_done).await?);
+        if !dry {
+            let names: Vec<String> = crds.iter().map(|m| m.name().to_string()).collect();
+            apply::wait_crds(cluster, &names, opts.timeout).await?;
+            kinds = Kinds::discover(cluster).await?;
+        }
+    }
+    // 2..4. Namespaces, cluster-scoped, namespaced
+    for (phase, what) in [
+        (Phase::Namespaces, "Namespaces"),
+        (Phase::ClusterScoped, "cluster-scoped objects"),
+        (Phase::Namespaced, "namespaced objects"),
+    ] {
+        let objs: Vec<&Manifest> = manifests
+            .iter()
+            .filter(|m| phase_of(m, &kinds) == phase)
+            .filter(|m| !dry || kinds.resolve(m.api_version(), m.kind()).is_some())
+            .collect();
+        if objs.is_empty() {
+            continue;
+        }
+        progress.info(&format!("apply {target}"), format!("{} {what}", objs.len()));
+        if phase == Phase::ClusterScoped && !dry {
+            set_namespace_owners(cluster, &mut manifests).await?;
+        }
+        let objs: Vec<&Manifest> = manifests
+            .iter()
+            .filter(|m| phase_of(m, &kinds) == phase)
+            .filter(|m| !dry || kinds.resolve(m.api_version(), m.kind()).is_some())
+            .collect();
+        all_applied.extend(apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &on_done).await?);
+    }
+    // 5. wait for the workloads, then admission objects, then wait for those
+    let watched = |phase_filter: &dyn Fn(Phase) -> bool| -> Vec<Watched> {
+        manifests
+            .iter()
+            .filter(|m| phase_filter(phase_of(m, &kinds)))
+            .filter_map(|m| {
+                let gk = group_kind(m.api_version(), m.kind());
+                if !wait::judged(&gk) || gk == "CustomResourceDefinition.apiextensions.k8s.io" {
+                    return None;
+                }
+                let kind = kinds.resolve(m.api_version(), m.kind())?;
+                Some(Watched {
+                    group_kind: gk,
+                    namespace: if kind.namespaced { m.object_namespace().map(str::to_string) } else { None },
+                    kind,
+                    name: m.name().to_string(),
+                    component: m.component.clone(),
+                })
+            })
+            .collect()
+    };
+    let admission: Vec<&Manifest> = manifests.iter().filter(|m| phase_of(m, &kinds) == Phase::Admission).collect();
+    if !dry {
+        let workloads = watched(&|p| p != Phase::Admission);
+        if (opts.wait || !admission.is_empty()) && !workloads.is_empty() {
+            progress.info(&format!("wait {target}"), format!("{} workloads to become ready", workloads.len()));
+            let ready = AtomicUsize::new(0);
+            let n = workloads.len();
+            wait::wait_ready(cluster, &kinds, workloads, opts.timeout, &|w| {
+                let r = ready.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.debug(&format!("wait {target}"), format!("{} ready ({r}/{n})", w.describe()));
+            })
+            .await?;
+            progress.done(&format!("wait {target}"), format!("{n} workloads ready"));
+        }
+    }
+    if !admission.is_empty() {
+        progress.info(&format!("apply {target}"), format!("{} webhook configurations and APIServices", admission.len()));
+        all_applied.extend(apply::apply_many(cluster, &kinds, &admission, &opts.apply, &before_rv, &on_done).await?);
+        if opts.wait && !dry {
+            let services = watched(&|p| p == Phase::Admission);
+            if !services.is_empty() {
+                wait::wait_ready(cluster, &kinds, services, opts.timeout, &|_| {}).await?;
+            }
+        }
+    }
+    tally(&all_applied, &mut changes, &mut changed);
+
+    // 6. prune what left the plan
+    if !to_prune.is_empty() {
+        progress.info(&format!("prune {target}"), format!("{} object(s) no longer in the plan", to_prune.len()));
+        delete::delete_members(cluster, &to_prune, opts.timeout, dry, &|k| {
+            progress.change(&format!("prune {target}"), format!("{} deleted", delete::describe_key(k)));
+        })
+        .await?;
+        for (k, m) in &to_prune {
+            changes.pruned += 1;
+            changed.push(ChangedObject {
+                action: "prune".into(),
+                object: delete::describe_key(k),
+                component: m.component.clone(),
+            });
+        }
+    }
+    // 7. the parent now records exactly this plan
+    if union != new_state {
+        set.save(cluster, &new_state, dry).await?;
+    }
+    progress.done(&format!("apply {target}"), changes.to_string());
+    Ok(StageReport {
+        target: target.into(),
+        cluster: cluster.label.clone(),
+        changes,
+        changed,
+    })
+}
+
+/// Objects annotated `nautes.io/owner-namespace: NS` get an ownerReference
+/// to that Namespace, so they are garbage-collected with it.
+async fn set_namespace_owners(cluster: &Cluster, manifests: &mut [Manifest]) -> Result<()> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client.clone());
+    for m in manifests.iter_mut() {
+        let Some(ns) = m.object["metadata"]["annotations"][OWNER_NAMESPACE].as_str().map(str::to_string) else {
+            continue;
+        };
+        let got = crate::k8s::retry(|| api.get_opt(&ns)).await.map_err(|e| cluster.err(e))?;
+        if let Some(uid) = got.and_then(|n| n.metadata.uid) {
+            m.object["metadata"]["ownerReferences"] = serde_json::json!([{
+                "apiVersion": "v1", "kind": "Namespace", "name": ns, "uid": uid,
+            }]);
+        }
+    }
+    Ok(())
+}
+
+pub const OWNER_NAMESPACE: &str = "nautes.io/owner-namespace";
+
+fn tally(applied: &[Applied], changes: &mut Changes, changed: &mut Vec<ChangedObject>) {
+    for a in applied {
+        let kind = a.group_kind.split('.').next().unwrap_or("");
+        let action = match a.outcome {
+            Outcome::Created => {
+                changes.created += 1;
+                "create"
+            }
+            Outcome::Configured => {
+                changes.configured += 1;
+                "configure"
+            }
+            Outcome::Unchanged => {
+                changes.unchanged += 1;
+                continue;
+            }
+        };
+        changed.push(ChangedObject {
+            action: action.into(),
+            object: crate::k8s::describe(kind, a.namespace.as_deref(), &a.name),
+            component: a.component.clone(),
+        });
+    }
+}

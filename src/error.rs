@@ -1,0 +1,165 @@
+//! The error type of the plugin and the exit code each kind of failure maps to.
+//!
+//! Every variant carries enough context to be shown to a user as one line;
+//! none of them may carry a secret (token, kubeconfig, key).
+
+use std::fmt;
+
+/// Exit codes, documented in the README. Stable: scripts depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// An unexpected failure (a bug, or an I/O error on this machine).
+    Internal = 1,
+    /// Invalid input: a bad spec, flag or argument. Nothing was changed.
+    Invalid = 2,
+    /// Refused by a rule: host still in use, applications still deployed,
+    /// a registration owned by someone else, a lock held. Nothing was changed.
+    Refused = 3,
+    /// A permission needed in a cluster is missing. Nothing was changed.
+    Forbidden = 4,
+    /// A cluster could not be reached or did not accept the credential.
+    Unreachable = 5,
+    /// Objects did not become ready (or gone) within --timeout.
+    Timeout = 6,
+    /// The API server rejected an apply or delete, or a field conflict.
+    ApiFailed = 7,
+    /// A tool or chart that is needed is missing (helm, a chart in --charts-dir).
+    Missing = 8,
+    /// Interrupted by a signal.
+    Interrupted = 130,
+}
+
+/// The plugin's error: a kind (which decides the exit code) and a message.
+#[derive(Debug)]
+pub struct Error {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Invalid, message)
+    }
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Refused, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Internal, message)
+    }
+    pub fn missing(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Missing, message)
+    }
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::Timeout, message)
+    }
+    pub fn api(message: impl Into<String>) -> Self {
+        Self::new(ExitCode::ApiFailed, message)
+    }
+    /// Adds context in front of the message, keeping the kind.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::internal(e.to_string())
+    }
+}
+
+impl From<crate::spec::SpecErrors> for Error {
+    fn from(e: crate::spec::SpecErrors) -> Self {
+        // SpecErrors' Display already prints one `error: file:line:col: ...`
+        // line per problem; strip the first prefix since main adds it.
+        let text = e.to_string();
+        let text = text.strip_prefix("error: ").unwrap_or(&text).to_string();
+        Error::invalid(text)
+    }
+}
+
+/// Classifies a kube client error for one cluster into a user-facing error.
+/// The cluster's role ("management cluster", "runtime cluster cluster-a") is
+/// named so a user knows which credential to look at.
+pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
+    use kube::Error as K;
+    match e {
+        K::Api(s) => {
+            let code = match s.code {
+                401 => ExitCode::Unreachable,
+                403 => ExitCode::Forbidden,
+                409 => ExitCode::ApiFailed,
+                _ => ExitCode::ApiFailed,
+            };
+            let what = if s.code == 401 {
+                "the credential was not accepted (401 Unauthorized)".to_string()
+            } else {
+                format!("{} ({})", s.message, s.code)
+            };
+            Error::new(code, format!("{cluster}: {what}"))
+        }
+        K::Auth(a) => Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: cannot authenticate: {a}"),
+        ),
+        K::HyperError(h) => Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: cannot reach the API server: {}", root_cause(&h)),
+        ),
+        K::Service(s) => Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: cannot reach the API server: {}", root_cause(&*s)),
+        ),
+        K::RustlsTls(t) => Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: TLS failed: {}", root_cause(&t)),
+        ),
+        K::InferConfig(c) => Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: cannot load the kubeconfig: {}", root_cause(&c)),
+        ),
+        other => Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: {}", root_cause(&other)),
+        ),
+    }
+}
+
+/// The innermost message of an error chain, joined with its parents in a
+/// short form: "connection refused" rather than five layers of wrappers.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = s.source();
+    }
+    // the last one is the most specific; keep the last two at most
+    let n = parts.len();
+    if n >= 2 {
+        format!("{}: {}", parts[n - 2], parts[n - 1])
+    } else {
+        parts.pop().unwrap_or_default()
+    }
+}

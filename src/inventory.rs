@@ -1,0 +1,192 @@
+//! The inventory of what was applied to a cluster, as an ApplySet
+//! (KEP-3659): a parent ConfigMap in kube-system labelled with the set's id,
+//! annotated with the group-kinds and namespaces of its members; every member
+//! labelled `applyset.kubernetes.io/part-of: <id>`. Re-register prunes with
+//! it; destroy finds everything with it, without re-rendering.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::k8s::apply::{FIELD_MANAGER, ObjectKey};
+use crate::k8s::{Cluster, Kind, Kinds, retry, split_group_kind};
+use crate::render::{CLUSTER_LABEL, MANAGED_BY, MANAGER};
+
+pub const PARENT_NAMESPACE: &str = "kube-system";
+pub const ID_LABEL: &str = "applyset.kubernetes.io/id";
+pub const PART_OF: &str = "applyset.kubernetes.io/part-of";
+pub const TOOLING: &str = "applyset.kubernetes.io/tooling";
+pub const GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
+pub const NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+
+/// An ApplySet: its parent's name and id.
+#[derive(Debug, Clone)]
+pub struct ApplySet {
+    pub cluster_name: String,
+    pub parent: String,
+    pub id: String,
+}
+
+/// What the parent records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParentState {
+    pub group_kinds: BTreeSet<String>,
+    pub namespaces: BTreeSet<String>,
+}
+
+/// A member found in the cluster.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub kind: Kind,
+    pub resource_version: String,
+    pub component: String,
+}
+
+impl ApplySet {
+    /// The set of cluster `name` (a virtual worker's host-side set carries
+    /// the virtual cluster's name).
+    pub fn new(name: &str) -> Self {
+        let parent = format!("nautes-applyset-{name}");
+        // KEP-3659: base64url(sha256("<name>.<namespace>.<kind>.<group>")), no padding
+        let digest = Sha256::digest(format!("{parent}.{PARENT_NAMESPACE}.ConfigMap.").as_bytes());
+        let id = format!(
+            "applyset-{}-v1",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+        );
+        Self {
+            cluster_name: name.to_string(),
+            parent,
+            id,
+        }
+    }
+
+    fn parent_api(&self, cluster: &Cluster) -> kube::Api<k8s_openapi::api::core::v1::ConfigMap> {
+        kube::Api::namespaced(cluster.client.clone(), PARENT_NAMESPACE)
+    }
+
+    /// Reads the parent; None when the set does not exist.
+    pub async fn load(&self, cluster: &Cluster) -> Result<Option<ParentState>> {
+        let api = self.parent_api(cluster);
+        let Some(cm) = retry(|| api.get_opt(&self.parent)).await.map_err(|e| cluster.err(e))? else {
+            return Ok(None);
+        };
+        let ann = cm.metadata.annotations.unwrap_or_default();
+        let split = |k: &str| -> BTreeSet<String> {
+            ann.get(k)
+                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        Ok(Some(ParentState {
+            group_kinds: split(GROUP_KINDS),
+            namespaces: split(NAMESPACES),
+        }))
+    }
+
+    /// Writes the parent (server-side apply).
+    pub async fn save(&self, cluster: &Cluster, state: &ParentState, dry_run: bool) -> Result<()> {
+        let api = self.parent_api(cluster);
+        let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(",");
+        let obj = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": self.parent,
+                "namespace": PARENT_NAMESPACE,
+                "labels": {ID_LABEL: self.id, MANAGED_BY: MANAGER, CLUSTER_LABEL: self.cluster_name},
+                "annotations": {
+                    TOOLING: format!("kubectl-nautes/v{}", env!("CARGO_PKG_VERSION")),
+                    GROUP_KINDS: join(&state.group_kinds),
+                    NAMESPACES: join(&state.namespaces),
+                }
+            }
+        });
+        let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+        if dry_run {
+            pp = pp.dry_run();
+        }
+        let patch = Patch::Apply(&obj);
+        retry(|| api.patch(&self.parent, &pp, &patch))
+            .await
+            .map_err(|e| cluster.err(e).context(format!("ApplySet parent ConfigMap {PARENT_NAMESPACE}/{}", self.parent)))?;
+        Ok(())
+    }
+
+    pub async fn delete_parent(&self, cluster: &Cluster) -> Result<()> {
+        let api = self.parent_api(cluster);
+        let dp = kube::api::DeleteParams::default();
+        match retry(|| api.delete(&self.parent, &dp)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(cluster.err(e)),
+        }
+    }
+
+    /// Lists every member of the set among the given group-kinds.
+    pub async fn members(
+        &self,
+        cluster: &Cluster,
+        kinds: &Kinds,
+        group_kinds: &BTreeSet<String>,
+    ) -> Result<BTreeMap<ObjectKey, Member>> {
+        let selector = format!("{PART_OF}={}", self.id);
+        let lists = futures::future::join_all(group_kinds.iter().map(|gk| {
+            let selector = selector.clone();
+            async move {
+                let (group, kind) = split_group_kind(gk);
+                let Some(k) = kinds.resolve_group_kind(&group, &kind) else {
+                    // the kind is gone (its CRD was deleted): no members left
+                    return Ok(Vec::new());
+                };
+                let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(cluster.client.clone(), &k.resource);
+                let lp = ListParams::default().labels(&selector);
+                let list = retry(|| api.list_metadata(&lp)).await.map_err(|e| cluster.err(e))?;
+                Ok::<_, crate::error::Error>(
+                    list.items
+                        .into_iter()
+                        .map(|o| {
+                            let labels = o.metadata.labels.clone().unwrap_or_default();
+                            (
+                                (gk.clone(), o.metadata.namespace.clone(), o.metadata.name.clone().unwrap_or_default()),
+                                Member {
+                                    kind: k.clone(),
+                                    resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
+                                    component: labels.get(crate::render::COMPONENT_LABEL).cloned().unwrap_or_default(),
+                                },
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }
+        }))
+        .await;
+        let mut out = BTreeMap::new();
+        for l in lists {
+            out.extend(l?);
+        }
+        Ok(out)
+    }
+
+    /// Adds the membership label to an object.
+    pub fn mark(&self, object: &mut Value) {
+        object["metadata"]["labels"][PART_OF] = Value::String(self.id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_follows_kep_3659() {
+        let set = ApplySet::new("demo");
+        assert!(set.id.starts_with("applyset-") && set.id.ends_with("-v1"), "{}", set.id);
+        // 32 bytes of sha256 in unpadded base64url are 43 characters
+        assert_eq!(set.id.len(), "applyset-".len() + 43 + "-v1".len());
+        assert!(!set.id.contains('=') && !set.id.contains('+') && !set.id.contains('/'));
+        assert_ne!(ApplySet::new("other").id, set.id);
+    }
+}

@@ -1,0 +1,279 @@
+//! Server-side apply in phases: CRDs (then wait Established and refresh
+//! discovery), Namespaces, cluster-scoped objects, namespaced objects; webhook
+//! configurations and APIServices come last, once what serves them is ready.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Cluster, Kind, Kinds, describe, group_kind, retry};
+use crate::error::{Error, ExitCode, Result};
+use crate::render::Manifest;
+
+pub const FIELD_MANAGER: &str = "kubectl-nautes";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+/// The result of applying one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub group_kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub component: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub force_conflicts: bool,
+    pub dry_run_server: bool,
+    pub concurrency: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            force_conflicts: false,
+            dry_run_server: false,
+            concurrency: 16,
+        }
+    }
+}
+
+/// The apply phase of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Crds,
+    Namespaces,
+    ClusterScoped,
+    Namespaced,
+    /// Webhook configurations and APIServices: only once the workloads that
+    /// serve them are ready.
+    Admission,
+}
+
+pub fn phase_of(m: &Manifest, kind: Option<&Kind>) -> Phase {
+    let gk = group_kind(m.api_version(), m.kind());
+    match gk.as_str() {
+        "CustomResourceDefinition.apiextensions.k8s.io" => Phase::Crds,
+        "Namespace" => Phase::Namespaces,
+        "ValidatingWebhookConfiguration.admissionregistration.k8s.io"
+        | "MutatingWebhookConfiguration.admissionregistration.k8s.io"
+        | "ValidatingAdmissionPolicy.admissionregistration.k8s.io"
+        | "ValidatingAdmissionPolicyBinding.admissionregistration.k8s.io"
+        | "APIService.apiregistration.k8s.io" => Phase::Admission,
+        _ => match kind {
+            Some(k) if !k.namespaced => Phase::ClusterScoped,
+            _ => Phase::Namespaced,
+        },
+    }
+}
+
+/// Key of an object in an inventory: (group-kind, namespace, name).
+pub type ObjectKey = (String, Option<String>, String);
+
+pub fn key_of(m: &Manifest, kind: &Kind) -> ObjectKey {
+    let ns = if kind.namespaced {
+        Some(m.object_namespace().unwrap_or(&m.namespace).to_string())
+    } else {
+        None
+    };
+    (group_kind(m.api_version(), m.kind()), ns, m.name().to_string())
+}
+
+/// Sets or removes metadata.namespace according to the kind's scope.
+pub fn normalize_namespace(m: &mut Manifest, kind: &Kind) {
+    if kind.namespaced {
+        if m.object_namespace().is_none() {
+            m.object["metadata"]["namespace"] = Value::String(m.namespace.clone());
+        }
+    } else if let Some(meta) = m.object["metadata"].as_object_mut() {
+        meta.remove("namespace");
+    }
+}
+
+/// Checks, before any write, that every object's kind is served by the
+/// cluster or defined by a CRD in the same set.
+pub fn check_kinds(manifests: &[Manifest], kinds: &Kinds, cluster: &Cluster) -> Result<()> {
+    let mut crds: Vec<(String, String)> = Vec::new();
+    for m in manifests {
+        if m.kind() == "CustomResourceDefinition" {
+            let group = m.object["spec"]["group"].as_str().unwrap_or_default().to_string();
+            let kind = m.object["spec"]["names"]["kind"].as_str().unwrap_or_default().to_string();
+            crds.push((group, kind));
+        }
+    }
+    let mut unknown = Vec::new();
+    for m in manifests {
+        if kinds.resolve(m.api_version(), m.kind()).is_some() {
+            continue;
+        }
+        let group = m.api_version().split_once('/').map(|(g, _)| g).unwrap_or("");
+        if crds.iter().any(|(g, k)| g == group && k == m.kind()) {
+            continue;
+        }
+        unknown.push(format!(
+            "{} (component {}): kind {} of {} is not served by the cluster",
+            describe(m.kind(), m.object_namespace(), m.name()),
+            m.component,
+            m.kind(),
+            m.api_version()
+        ));
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{}: {} object(s) of unknown kinds, nothing was applied:\n  {}",
+            cluster.label,
+            unknown.len(),
+            unknown.join("\n  ")
+        )))
+    }
+}
+
+/// Applies one object with server-side apply, retrying transient failures.
+pub async fn apply_one(
+    cluster: &Cluster,
+    kind: &Kind,
+    m: &Manifest,
+    opts: &ApplyOptions,
+    before: Option<&str>,
+) -> Result<Applied> {
+    let ns = if kind.namespaced { m.object_namespace() } else { None };
+    let api = super::api(&cluster.client, kind, ns);
+    let mut pp = PatchParams::apply(FIELD_MANAGER);
+    if opts.force_conflicts {
+        pp = pp.force();
+    }
+    if opts.dry_run_server {
+        pp = pp.dry_run();
+    }
+    let name = m.name().to_string();
+    let patch = Patch::Apply(&m.object);
+    let result = retry(|| api.patch(&name, &pp, &patch)).await;
+    let what = describe(m.kind(), ns, &name);
+    let obj = match result {
+        Ok(o) => o,
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            return Err(Error::new(
+                ExitCode::ApiFailed,
+                format!(
+                    "{}: {what}: {}; another field manager owns these fields: rerun with --force-conflicts to take them over",
+                    cluster.label, s.message
+                ),
+            ));
+        }
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+            return Err(Error::api(format!(
+                "{}: {what} (component {}) was rejected: {}",
+                cluster.label, m.component, s.message
+            )));
+        }
+        Err(e) => return Err(cluster.err(e).context(&what)),
+    };
+    let rv = obj.metadata.resource_version.as_deref();
+    let outcome = match before {
+        None => Outcome::Created,
+        Some(b) if Some(b) == rv => Outcome::Unchanged,
+        Some(_) => Outcome::Configured,
+    };
+    Ok(Applied {
+        group_kind: group_kind(m.api_version(), m.kind()),
+        namespace: ns.map(str::to_string),
+        name,
+        component: m.component.clone(),
+        outcome,
+    })
+}
+
+/// Applies a set of objects concurrently (bounded). Fails with every error
+/// found, after all in-flight requests finish.
+pub async fn apply_many(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    manifests: &[&Manifest],
+    opts: &ApplyOptions,
+    before: &BTreeMap<ObjectKey, String>,
+    on_done: &(dyn Fn(&Applied) + Sync),
+) -> Result<Vec<Applied>> {
+    let results: Vec<Result<Applied>> = futures::stream::iter(manifests.iter().map(|m| async move {
+        let kind = kinds.resolve(m.api_version(), m.kind()).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: kind {} of {} is not served by the cluster",
+                cluster.label,
+                m.kind(),
+                m.api_version()
+            ))
+        })?;
+        let key = key_of(m, &kind);
+        let applied = apply_one(cluster, &kind, m, opts, before.get(&key).map(String::as_str)).await?;
+        on_done(&applied);
+        Ok(applied)
+    }))
+    .buffer_unordered(opts.concurrency.max(1))
+    .collect()
+    .await;
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(a) => ok.push(a),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(first) = errors.first() {
+        let code = first.code;
+        let mut msg: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        msg.sort();
+        msg.dedup();
+        return Err(Error::new(code, msg.join("\n")));
+    }
+    Ok(ok)
+}
+
+/// Waits until every CRD in the set is Established, then returns fresh
+/// discovery.
+pub async fn wait_crds(cluster: &Cluster, names: &[String], timeout: Duration) -> Result<()> {
+    let kind = Kind {
+        resource: kube::discovery::ApiResource::erase::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+        namespaced: false,
+    };
+    let api = super::api(&cluster.client, &kind, None);
+    let deadline = tokio::time::Instant::now() + timeout;
+    for name in names {
+        loop {
+            let crd = retry(|| api.get_opt(name)).await.map_err(|e| cluster.err(e))?;
+            let established = crd.as_ref().is_some_and(|c| {
+                c.data["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+            });
+            if established {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::timeout(format!(
+                    "{}: CustomResourceDefinition {name} is not Established after {}s",
+                    cluster.label,
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Deleting inventory members in the reverse of the apply order: webhook
+//! configurations and APIServices first (so nothing they guard is blocked),
+//! then namespaced objects, custom resources' CRDs, other cluster-scoped
+//! objects, and Namespaces last; each group is waited for until gone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::api::{DeleteParams, PropagationPolicy};
+
+use super::apply::ObjectKey;
+use super::{Cluster, describe, retry, split_group_kind};
+use crate::error::{Error, Result};
+use crate::inventory::Member;
+
+/// The order group of a member when deleting (lower first).
+pub fn delete_group(gk: &str, namespaced: bool) -> u8 {
+    match gk {
+        "ValidatingWebhookConfiguration.admissionregistration.k8s.io"
+        | "MutatingWebhookConfiguration.admissionregistration.k8s.io"
+        | "ValidatingAdmissionPolicy.admissionregistration.k8s.io"
+        | "ValidatingAdmissionPolicyBinding.admissionregistration.k8s.io"
+        | "APIService.apiregistration.k8s.io" => 0,
+        "Namespace" => 4,
+        "CustomResourceDefinition.apiextensions.k8s.io" => 2,
+        _ if namespaced => 1,
+        _ => 3,
+    }
+}
+
+pub fn describe_key(key: &ObjectKey) -> String {
+    let (_, kind) = split_group_kind(&key.0);
+    describe(&kind, key.1.as_deref(), &key.2)
+}
+
+/// Deletes members group by group and waits until each group is gone.
+/// `on_deleted` is called per object once it is gone.
+pub async fn delete_members(
+    cluster: &Cluster,
+    members: &BTreeMap<ObjectKey, Member>,
+    timeout: Duration,
+    dry_run: bool,
+    on_deleted: &(dyn Fn(&ObjectKey) + Sync),
+) -> Result<()> {
+    let mut groups: BTreeMap<u8, Vec<(&ObjectKey, &Member)>> = BTreeMap::new();
+    for (k, m) in members {
+        groups.entry(delete_group(&k.0, m.kind.namespaced)).or_default().push((k, m));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (_, group) in groups {
+        let mut dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        if dry_run {
+            dp = dp.dry_run();
+        }
+        let results = futures::future::join_all(group.iter().map(|(k, m)| {
+            let dp = dp.clone();
+            async move {
+                let api = super::api(&cluster.client, &m.kind, k.1.as_deref());
+                match retry(|| api.delete(&k.2, &dp)).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                    Err(e) => Err(cluster.err(e).context(describe_key(k))),
+                }
+            }
+        }))
+        .await;
+        for r in results {
+            r?;
+        }
+        if dry_run {
+            for (k, _) in &group {
+                on_deleted(k);
+            }
+            continue;
+        }
+        // wait until gone
+        let mut pending: Vec<(&ObjectKey, &Member)> = group;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let checks = futures::future::join_all(pending.iter().map(|(k, m)| async move {
+                let api = super::api(&cluster.client, &m.kind, k.1.as_deref());
+                retry(|| api.get_metadata_opt(&k.2)).await.map(|o| o.is_none())
+            }))
+            .await;
+            let mut still = Vec::new();
+            for ((k, m), gone) in pending.into_iter().zip(checks) {
+                match gone {
+                    Ok(true) => on_deleted(k),
+                    Err(kube::Error::Api(s)) if s.code == 404 => on_deleted(k),
+                    Ok(false) => still.push((k, m)),
+                    Err(e) => return Err(cluster.err(e)),
+                }
+            }
+            if still.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let names: Vec<String> = still.iter().map(|(k, _)| describe_key(k)).collect();
+                return Err(Error::timeout(format!(
+                    "{}: {} object(s) still not gone after {}s (finalizers pending?):\n  {}",
+                    cluster.label,
+                    names.len(),
+                    timeout.as_secs(),
+                    names.join("\n  ")
+                )));
+            }
+            pending = still;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhooks_go_first_and_namespaces_last() {
+        let w = delete_group("ValidatingWebhookConfiguration.admissionregistration.k8s.io", false);
+        let d = delete_group("Deployment.apps", true);
+        let crd = delete_group("CustomResourceDefinition.apiextensions.k8s.io", false);
+        let cr = delete_group("ClusterRole.rbac.authorization.k8s.io", false);
+        let ns = delete_group("Namespace", false);
+        assert!(w < d && d < crd && crd < cr && cr < ns);
+    }
+}

@@ -1,0 +1,282 @@
+//! Talking to clusters: clients from kubeconfigs, discovery, apply, wait,
+//! delete. Only this module, `inventory` and `registry` touch a cluster.
+
+pub mod apply;
+pub mod delete;
+pub mod wait;
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::error::{Error, ExitCode, Result, from_kube};
+
+/// A cluster the plugin talks to, with the name it is shown under.
+#[derive(Clone)]
+pub struct Cluster {
+    /// "management cluster", "runtime cluster worker-1", ...
+    pub label: String,
+    pub client: Client,
+    pub server: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cluster({} at {})", self.label, self.server)
+    }
+}
+
+/// Connection settings shared by every client.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Skip TLS verification: only when the user asks for it explicitly.
+    pub insecure_skip_tls_verify: bool,
+    pub request_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            insecure_skip_tls_verify: false,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn finish_config(mut config: Config, opts: ConnectOptions) -> Config {
+    if opts.insecure_skip_tls_verify {
+        config.accept_invalid_certs = true;
+    }
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(opts.request_timeout);
+    config.write_timeout = Some(opts.request_timeout);
+    config
+}
+
+impl Cluster {
+    fn from_config(label: String, config: Config) -> Result<Self> {
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let client = Client::try_from(config).map_err(|e| from_kube(&label, e))?;
+        Ok(Self {
+            label,
+            client,
+            server,
+        })
+    }
+
+    /// A client from kubeconfig text (YAML or JSON), using its current
+    /// context (or its first one).
+    pub async fn from_kubeconfig_text(label: &str, text: &str, opts: ConnectOptions) -> Result<Self> {
+        let kc = Kubeconfig::from_yaml(text).map_err(|e| {
+            Error::invalid(format!("{label}: the kubeconfig cannot be read: {}", crate::error::root_cause(&e)))
+        })?;
+        let context = kc
+            .current_context
+            .clone()
+            .or_else(|| kc.contexts.first().map(|c| c.name.clone()));
+        let options = KubeConfigOptions {
+            context,
+            ..Default::default()
+        };
+        let config = Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|e| Error::new(ExitCode::Unreachable, format!("{label}: the kubeconfig cannot be used: {}", crate::error::root_cause(&e))))?;
+        Self::from_config(label.to_string(), finish_config(config, opts))
+    }
+
+    /// The management cluster as kubectl would reach it: --kubeconfig, else
+    /// KUBECONFIG (several paths merged), else ~/.kube/config; --context.
+    pub async fn management(kubeconfig: Option<&Path>, context: Option<&str>, opts: ConnectOptions) -> Result<Self> {
+        let label = "management cluster".to_string();
+        let kc = match kubeconfig {
+            Some(p) => Kubeconfig::read_from(p).map_err(|e| {
+                Error::invalid(format!("--kubeconfig {}: {}", p.display(), crate::error::root_cause(&e)))
+            })?,
+            None => Kubeconfig::read().map_err(|e| {
+                Error::invalid(format!(
+                    "no kubeconfig for the management cluster (set --kubeconfig or KUBECONFIG): {}",
+                    crate::error::root_cause(&e)
+                ))
+            })?,
+        };
+        if let Some(ctx) = context {
+            if !kc.contexts.iter().any(|c| c.name == ctx) {
+                let known: Vec<_> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+                return Err(Error::invalid(format!(
+                    "--context {ctx}: no such context in the kubeconfig; valid: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        let config = Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
+            Error::new(ExitCode::Unreachable, format!("{label}: the kubeconfig cannot be used: {}", crate::error::root_cause(&e)))
+        })?;
+        Self::from_config(label, finish_config(config, opts))
+    }
+
+    /// The server's version, e.g. "v1.36.3". Also the reachability check.
+    pub async fn version(&self) -> Result<String> {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| from_kube(&self.label, e))?;
+        Ok(info.git_version)
+    }
+
+    pub fn err(&self, e: kube::Error) -> Error {
+        from_kube(&self.label, e)
+    }
+}
+
+/// Resolves the kinds of a cluster: the resource, its scope and verbs.
+#[derive(Clone)]
+pub struct Kinds {
+    discovery: std::sync::Arc<Discovery>,
+}
+
+/// A resolved kind.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+impl Kinds {
+    pub async fn discover(cluster: &Cluster) -> Result<Self> {
+        let discovery = Discovery::new(cluster.client.clone())
+            .run_aggregated()
+            .await
+            .map_err(|e| cluster.err(e))?;
+        Ok(Self {
+            discovery: std::sync::Arc::new(discovery),
+        })
+    }
+
+    /// The group/version strings the cluster serves, for helm's
+    /// --api-versions.
+    pub fn api_versions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for g in self.discovery.groups() {
+            for v in g.versions() {
+                if g.name().is_empty() {
+                    out.push(v.to_string());
+                } else {
+                    out.push(format!("{}/{}", g.name(), v));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The kind of an object by apiVersion and kind.
+    pub fn resolve(&self, api_version: &str, kind: &str) -> Option<Kind> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        self.discovery
+            .resolve_gvk(&gvk)
+            .map(|(resource, caps): (ApiResource, ApiCapabilities)| Kind {
+                resource,
+                namespaced: caps.scope == Scope::Namespaced,
+            })
+    }
+
+    /// The preferred version of a group-kind ("Deployment.apps"), for
+    /// listing inventory members whose version is not known.
+    pub fn resolve_group_kind(&self, group: &str, kind: &str) -> Option<Kind> {
+        let g = self.discovery.get(group)?;
+        let (resource, caps) = g.recommended_kind(kind)?;
+        Some(Kind {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+        })
+    }
+}
+
+/// "Deployment.apps", or "Namespace" for the core group: how ApplySets name
+/// group-kinds.
+pub fn group_kind(api_version: &str, kind: &str) -> String {
+    match api_version.split_once('/') {
+        Some((g, _)) => format!("{kind}.{g}"),
+        None => kind.to_string(),
+    }
+}
+
+/// Splits "Deployment.apps" into ("apps", "Deployment").
+pub fn split_group_kind(gk: &str) -> (String, String) {
+    match gk.split_once('.') {
+        Some((k, g)) => (g.to_string(), k.to_string()),
+        None => (String::new(), gk.to_string()),
+    }
+}
+
+/// A short name for an object in messages: "Deployment argocd/argocd-server".
+pub fn describe(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
+        _ => format!("{kind} {name}"),
+    }
+}
+
+/// Reads `metadata.<field>` of a JSON object as a string.
+pub fn meta_str<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
+    o["metadata"][field].as_str()
+}
+
+/// Whether an error is worth retrying: the API server is restarting, busy,
+/// or the connection dropped.
+pub fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs a request, retrying transient failures with exponential backoff for
+/// up to about a minute, so a register survives an API server restart.
+pub async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match f().await {
+            Err(e) if transient(&e) && std::time::Instant::now() + delay < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The dynamic API of a kind, in a namespace when it is namespaced.
+pub fn api(client: &Client, kind: &Kind, namespace: Option<&str>) -> kube::Api<kube::api::DynamicObject> {
+    match (kind.namespaced, namespace) {
+        (true, Some(ns)) => kube::Api::namespaced_with(client.clone(), ns, &kind.resource),
+        _ => kube::Api::all_with(client.clone(), &kind.resource),
+    }
+}
+
+impl Kinds {
+    /// Every resource of a group at its preferred version.
+    pub fn group_resources(&self, group: &str) -> Option<Vec<(ApiResource, ApiCapabilities)>> {
+        let g = self.discovery.get(group)?;
+        Some(g.recommended_resources())
+    }
+}

@@ -1,0 +1,290 @@
+//! Waiting for readiness: Deployments, StatefulSets, DaemonSets, Jobs, CRDs
+//! and APIServices. On timeout, each object still not ready is named with the
+//! reason read from the cluster (for a workload, its Pods' state).
+
+use std::time::Duration;
+
+use kube::api::ListParams;
+use serde_json::Value;
+
+use super::{Cluster, Kind, Kinds, describe, retry};
+use crate::error::{Error, Result};
+
+/// An object whose readiness is judged.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub group_kind: String,
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub component: String,
+}
+
+impl Watched {
+    pub fn describe(&self) -> String {
+        let kind = self.group_kind.split('.').next().unwrap_or(&self.group_kind);
+        describe(kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
+/// Whether readiness is judged for a group-kind.
+pub fn judged(group_kind: &str) -> bool {
+    matches!(
+        group_kind,
+        "Deployment.apps"
+            | "StatefulSet.apps"
+            | "DaemonSet.apps"
+            | "Job.batch"
+            | "CustomResourceDefinition.apiextensions.k8s.io"
+            | "APIService.apiregistration.k8s.io"
+    )
+}
+
+/// The readiness of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    NotReady(String),
+    /// Will never become ready (a failed Job).
+    Failed(String),
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn condition<'a>(o: &'a Value, t: &str) -> Option<&'a Value> {
+    o["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+}
+
+/// Judges an object from its JSON (pure; unit-tested).
+pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
+    let s = &o["status"];
+    let generation = int(&o["metadata"]["generation"]);
+    let observed = int(&s["observedGeneration"]);
+    if matches!(group_kind, "Deployment.apps" | "StatefulSet.apps" | "DaemonSet.apps") && observed < generation {
+        return Readiness::NotReady("the controller has not observed the latest spec yet".into());
+    }
+    match group_kind {
+        "Deployment.apps" => {
+            let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
+            let updated = int(&s["updatedReplicas"]);
+            let available = int(&s["availableReplicas"]);
+            let total = int(&s["replicas"]);
+            if let Some(c) = condition(o, "Progressing")
+                && c["reason"] == "ProgressDeadlineExceeded"
+            {
+                return Readiness::NotReady(format!(
+                    "rollout stuck: {}",
+                    c["message"].as_str().unwrap_or("progress deadline exceeded")
+                ));
+            }
+            if updated >= want && available >= want && total <= updated {
+                Readiness::Ready
+            } else {
+                Readiness::NotReady(format!("{available}/{want} replicas available, {updated} updated"))
+            }
+        }
+        "StatefulSet.apps" => {
+            let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = int(&s["readyReplicas"]);
+            let updated = int(&s["updatedReplicas"]);
+            if ready >= want && (updated >= want || s["updateRevision"] == s["currentRevision"]) {
+                Readiness::Ready
+            } else {
+                Readiness::NotReady(format!("{ready}/{want} replicas ready"))
+            }
+        }
+        "DaemonSet.apps" => {
+            let want = int(&s["desiredNumberScheduled"]);
+            let ready = int(&s["numberReady"]);
+            let updated = int(&s["updatedNumberScheduled"]);
+            if ready >= want && updated >= want {
+                Readiness::Ready
+            } else {
+                Readiness::NotReady(format!("{ready}/{want} pods ready"))
+            }
+        }
+        "Job.batch" => {
+            if condition(o, "Complete").is_some_and(|c| c["status"] == "True") {
+                Readiness::Ready
+            } else if let Some(c) = condition(o, "Failed").filter(|c| c["status"] == "True") {
+                Readiness::Failed(format!(
+                    "job failed: {}",
+                    c["message"].as_str().or(c["reason"].as_str()).unwrap_or("unknown reason")
+                ))
+            } else {
+                Readiness::NotReady(format!(
+                    "{} succeeded, {} active, {} failed",
+                    int(&s["succeeded"]),
+                    int(&s["active"]),
+                    int(&s["failed"])
+                ))
+            }
+        }
+        "CustomResourceDefinition.apiextensions.k8s.io" => {
+            if condition(o, "Established").is_some_and(|c| c["status"] == "True") {
+                Readiness::Ready
+            } else {
+                Readiness::NotReady("not Established".into())
+            }
+        }
+        "APIService.apiregistration.k8s.io" => match condition(o, "Available") {
+            Some(c) if c["status"] == "True" => Readiness::Ready,
+            Some(c) => Readiness::NotReady(format!(
+                "not Available: {}",
+                c["message"].as_str().or(c["reason"].as_str()).unwrap_or("")
+            )),
+            None => Readiness::NotReady("not Available".into()),
+        },
+        _ => Readiness::Ready,
+    }
+}
+
+/// Why the Pods of a workload are not ready: the first waiting reason found.
+async fn pod_reason(cluster: &Cluster, kinds: &Kinds, namespace: &str, o: &Value) -> Option<String> {
+    let labels = o["spec"]["selector"]["matchLabels"].as_object()?;
+    let selector: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    let pods = kinds.resolve("v1", "Pod")?;
+    let api = super::api(&cluster.client, &pods, Some(namespace));
+    let list = api.list(&ListParams::default().labels(&selector.join(","))).await.ok()?;
+    if list.items.is_empty() {
+        return Some("no Pods were created (check the ReplicaSet or quota)".into());
+    }
+    for p in &list.items {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let status = &p.data["status"];
+        if let Some(cs) = status["containerStatuses"].as_array() {
+            for c in cs {
+                if let Some(w) = c["state"]["waiting"].as_object() {
+                    let reason = w.get("reason").and_then(Value::as_str).unwrap_or("Waiting");
+                    let msg = w.get("message").and_then(Value::as_str).unwrap_or("");
+                    return Some(format!("Pod {name}: container {} {reason} {msg}", c["name"].as_str().unwrap_or("?")).trim().to_string());
+                }
+            }
+        }
+        if let Some(c) = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
+        {
+            return Some(format!("Pod {name}: not scheduled: {}", c["message"].as_str().unwrap_or("")));
+        }
+        if status["phase"] != "Running" && status["phase"] != "Succeeded" {
+            return Some(format!("Pod {name}: {}", status["phase"].as_str().unwrap_or("Pending")));
+        }
+    }
+    None
+}
+
+/// Waits until every object is ready, polling; `on_ready` is called as each
+/// one becomes ready. On timeout, the error names each object still not
+/// ready and why.
+pub async fn wait_ready(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    objects: Vec<Watched>,
+    timeout: Duration,
+    on_ready: &(dyn Fn(&Watched) + Sync),
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pending = objects;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let checks = futures::future::join_all(pending.iter().map(|w| async move {
+            let api = super::api(&cluster.client, &w.kind, w.namespace.as_deref());
+            let got = retry(|| api.get_opt(&w.name)).await.map_err(|e| cluster.err(e))?;
+            let state = match &got {
+                None => Readiness::NotReady("not found".into()),
+                Some(o) => {
+                    let v = serde_json::to_value(o).unwrap_or(Value::Null);
+                    readiness(&w.group_kind, &v)
+                }
+            };
+            Ok::<_, Error>((state, got))
+        }))
+        .await;
+        let mut still = Vec::new();
+        let mut reasons = Vec::new();
+        for (w, r) in pending.into_iter().zip(checks) {
+            let (state, got) = r?;
+            match state {
+                Readiness::Ready => on_ready(&w),
+                Readiness::Failed(why) => {
+                    return Err(Error::timeout(format!(
+                        "{}: {} (component {}) failed: {why}",
+                        cluster.label,
+                        w.describe(),
+                        w.component
+                    )));
+                }
+                Readiness::NotReady(why) => {
+                    reasons.push((w.clone(), why, got));
+                    still.push(w);
+                }
+            }
+        }
+        if still.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let mut lines = Vec::new();
+            for (w, why, got) in reasons {
+                let mut line = format!("{} (component {}): {why}", w.describe(), w.component);
+                if let (Some(ns), Some(o)) = (&w.namespace, got)
+                    && let Ok(v) = serde_json::to_value(&o)
+                    && let Some(p) = pod_reason(cluster, kinds, ns, &v).await
+                {
+                    line.push_str(&format!("; {p}"));
+                }
+                lines.push(line);
+            }
+            return Err(Error::timeout(format!(
+                "{}: {} object(s) not ready after {}s:\n  {}",
+                cluster.label,
+                lines.len(),
+                timeout.as_secs(),
+                lines.join("\n  ")
+            )));
+        }
+        pending = still;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deployment_is_ready_only_when_all_replicas_are_updated_and_available() {
+        let mut d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert_eq!(readiness("Deployment.apps", &d), Readiness::Ready);
+        d["status"]["availableReplicas"] = json!(1);
+        assert!(matches!(readiness("Deployment.apps", &d), Readiness::NotReady(_)));
+        d["status"]["availableReplicas"] = json!(2);
+        d["status"]["observedGeneration"] = json!(1);
+        assert!(matches!(readiness("Deployment.apps", &d), Readiness::NotReady(_)));
+    }
+
+    #[test]
+    fn failed_job_is_failed_and_complete_job_is_ready() {
+        let done = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(readiness("Job.batch", &done), Readiness::Ready);
+        let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}});
+        assert!(matches!(readiness("Job.batch", &failed), Readiness::Failed(_)));
+    }
+
+    #[test]
+    fn crd_needs_established() {
+        let crd = json!({"status": {"conditions": [{"type": "NamesAccepted", "status": "True"}]}});
+        assert!(matches!(readiness("CustomResourceDefinition.apiextensions.k8s.io", &crd), Readiness::NotReady(_)));
+    }
+}

@@ -1,0 +1,39 @@
+//! kubectl-nautes: registers and destroys the runtime clusters of the Nautes
+//! GitOps platform. The binary is a thin front end over this library.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod inventory;
+pub mod k8s;
+pub mod output;
+pub mod plan;
+pub mod registry;
+pub mod render;
+pub mod spec;
+
+use cli::{Cli, Command};
+use commands::Ctx;
+use error::Result;
+use output::Progress;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        progress: Progress::new(cli.global.progress, cli.global.verbose),
+        global: cli.global,
+    };
+    match &cli.command {
+        Command::Register(a) => commands::register::run(&ctx, a).await,
+        Command::Destroy(a) => commands::destroy::run(&ctx, a).await,
+        Command::List(a) => commands::info::list(&ctx, a).await,
+        Command::Get(a) => commands::info::get(&ctx, a).await,
+        Command::Status(a) => commands::info::status(&ctx, a).await,
+        Command::Diff(a) => commands::register::diff(&ctx, a).await,
+        Command::Render(a) => commands::offline::render(a).await,
+        Command::Validate(a) => commands::offline::validate(a),
+        Command::RotateCredentials(a) => commands::info::rotate(&ctx, a).await,
+        Command::Completion(a) => commands::info::completion(a),
+        Command::Version(a) => commands::info::version(a),
+    }
+}

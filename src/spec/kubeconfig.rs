@@ -1,0 +1,142 @@
+//! The kubeconfig of a physical cluster: decoding (raw YAML, JSON, base64
+//! of either, or an inline mapping), checking, and pointing it at
+//! `api_server`.
+//!
+//! Nothing from inside a kubeconfig is ever put into a message.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+use super::tree::{Node, load, to_json};
+
+/// What is valid, for messages.
+pub(crate) const VALID: &str = "the content of a kubeconfig file (YAML or JSON), or that content base64-encoded, with at least one entry in clusters (each with cluster.server) and one in users";
+
+/// Why a kubeconfig was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Problem {
+    Empty,
+    WrongType(&'static str),
+    NotKubeconfig,
+    NotConfigKind,
+    NoClusters,
+    ClusterWithoutServer(usize),
+    NoUsers,
+}
+
+impl Problem {
+    /// The message, without the value.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Problem::Empty => format!("is empty; valid: {VALID}"),
+            Problem::WrongType(kind) => format!("expected a string, found {kind}; valid: {VALID}"),
+            Problem::NotKubeconfig => {
+                format!("is neither a kubeconfig YAML document nor base64 of one; valid: {VALID}")
+            }
+            Problem::NotConfigKind => format!(
+                "is a YAML document but not a kubeconfig (its kind is not Config); valid: {VALID}"
+            ),
+            Problem::NoClusters => format!("has no entry in clusters; valid: {VALID}"),
+            Problem::ClusterWithoutServer(n) => {
+                format!("entry {n} of clusters has no cluster.server; valid: {VALID}")
+            }
+            Problem::NoUsers => format!("has no entry in users; valid: {VALID}"),
+        }
+    }
+}
+
+/// Parses `text` as a single YAML/JSON document that is a mapping.
+fn parse_mapping(text: &str) -> Option<Node> {
+    let mut docs = load(text).ok()?;
+    if docs.len() != 1 {
+        return None;
+    }
+    let doc = docs.pop()?;
+    matches!(doc.value, Node::Map(_)).then_some(doc.value)
+}
+
+/// Decodes base64 (standard or URL-safe alphabet, padded or not, white
+/// space ignored) into text.
+fn decode_base64(text: &str) -> Option<String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return None;
+    }
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(compact.as_bytes()).ok())?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Turns the `kubeconfig` value into a checked kubeconfig mapping.
+pub(crate) fn decode(value: &Node) -> Result<Node, Problem> {
+    let mapping = match value {
+        Node::Map(_) => value.clone(),
+        Node::Str(text) => {
+            if text.trim().is_empty() {
+                return Err(Problem::Empty);
+            }
+            match parse_mapping(text) {
+                Some(m) => m,
+                None => decode_base64(text)
+                    .and_then(|decoded| parse_mapping(&decoded))
+                    .ok_or(Problem::NotKubeconfig)?,
+            }
+        }
+        Node::Null => return Err(Problem::Empty),
+        other => return Err(Problem::WrongType(other.kind_name())),
+    };
+    check(&mapping)?;
+    Ok(mapping)
+}
+
+fn check(config: &Node) -> Result<(), Problem> {
+    if let Some(kind) = config.get("kind")
+        && kind.value.as_str() != Some("Config")
+    {
+        return Err(Problem::NotConfigKind);
+    }
+    let clusters = config
+        .get("clusters")
+        .and_then(|c| c.value.as_seq())
+        .unwrap_or(&[]);
+    if clusters.is_empty() {
+        return Err(Problem::NoClusters);
+    }
+    for (i, entry) in clusters.iter().enumerate() {
+        let has_server = entry
+            .value
+            .get("cluster")
+            .and_then(|c| c.value.get("server"))
+            .and_then(|s| s.value.as_str())
+            .is_some_and(|s| !s.trim().is_empty());
+        if !has_server {
+            return Err(Problem::ClusterWithoutServer(i + 1));
+        }
+    }
+    let users = config
+        .get("users")
+        .and_then(|u| u.value.as_seq())
+        .unwrap_or(&[]);
+    if users.is_empty() {
+        return Err(Problem::NoUsers);
+    }
+    Ok(())
+}
+
+/// The kubeconfig as JSON, with the server of every cluster replaced by
+/// `api_server`.
+pub(crate) fn rewrite(config: &Node, api_server: &str) -> String {
+    let mut json = to_json(config);
+    if let Some(clusters) = json.get_mut("clusters").and_then(|c| c.as_array_mut()) {
+        for entry in clusters {
+            if let Some(cluster) = entry.get_mut("cluster").and_then(|c| c.as_object_mut()) {
+                cluster.insert(
+                    "server".to_owned(),
+                    serde_json::Value::String(api_server.to_owned()),
+                );
+            }
+        }
+    }
+    json.to_string()
+}

@@ -1,0 +1,229 @@
+//! The cluster spec: the YAML or JSON document that describes one runtime
+//! cluster, its validation, and its defaults.
+//!
+//! Two forms are accepted: the flat request body of the Nautes API
+//! (`api_server: ...` at the top level) and the upstream resource
+//! (`apiVersion: nautes.resource.nautes.io/v1alpha1`, `kind: Cluster`,
+//! `metadata`, `spec`). Every key may be written in snake_case or camelCase.
+//!
+//! The document is read into a tree whose nodes carry their line and
+//! column (see [`tree`]), so that every problem is reported where it is,
+//! and all problems are reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+mod fields;
+mod kubeconfig;
+mod net;
+mod tree;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use net::is_dns1123_label;
+
+/// Whether the cluster is a real cluster or a vcluster inside a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterType {
+    Physical,
+    Virtual,
+}
+
+/// What the cluster is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Usage {
+    /// Receives deployments (or runs pipelines).
+    Worker,
+    /// Carries virtual clusters.
+    Host,
+}
+
+/// What a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerType {
+    Deployment,
+    Pipeline,
+}
+
+/// Traefik's node ports in a physical cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePorts {
+    pub http_node_port: u16,
+    pub https_node_port: u16,
+}
+
+/// The vcluster of a virtual cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VclusterSpec {
+    /// The node port on the host that exposes the vcluster's API.
+    pub https_node_port: u16,
+}
+
+/// Overrides for one component category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentOverride {
+    /// The component's name; only the category's own component is accepted.
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// Extra settings, every value turned into a string.
+    #[serde(default)]
+    pub additions: BTreeMap<String, String>,
+}
+
+/// A validated cluster spec with every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    pub name: String,
+    /// Normalized: `scheme://host[:port]`, no trailing slash, no path.
+    pub api_server: String,
+    /// Always "kubernetes".
+    pub cluster_kind: String,
+    pub cluster_type: ClusterType,
+    pub usage: Usage,
+    /// Some (default Deployment) for workers, None for hosts.
+    pub worker_type: Option<WorkerType>,
+    /// Some only for virtual clusters.
+    pub host_cluster: Option<String>,
+    /// Defaults to the host of `api_server` (`<ip>.nip.io` for an address).
+    pub primary_domain: String,
+    /// Some for workers (default `argocd.<name>.<primary_domain>`), None
+    /// for hosts.
+    pub argocd_host: Option<String>,
+    /// Some for physical clusters (defaults 30080/30443), None for virtual.
+    pub traefik: Option<NodePorts>,
+    /// Some for virtual clusters (default: the port of `api_server`), None
+    /// for physical.
+    pub vcluster: Option<VclusterSpec>,
+    /// Key: the category, camelCase as upstream (`multiTenant`, `gateway`...).
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentOverride>,
+    /// Physical clusters only: the kubeconfig as a JSON string, the server
+    /// of every cluster replaced by `api_server`. Never serialized.
+    #[serde(skip)]
+    pub kubeconfig: Option<String>,
+}
+
+/// One problem in a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// Dotted path of the field, or "(document)".
+    pub path: String,
+    /// 1-based.
+    pub line: u32,
+    /// 1-based, in characters.
+    pub column: u32,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.path, self.message
+        )
+    }
+}
+
+/// Every problem found in one spec file, sorted by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecErrors {
+    /// The file name shown in messages.
+    pub file: String,
+    pub errors: Vec<SpecError>,
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "error: {}:{}:{}: {}: {}",
+                self.file, e.line, e.column, e.path, e.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// Parses and validates a cluster spec.
+///
+/// `file_label` is the file name shown in messages ("-" input is shown as
+/// "<stdin>"). `name_arg` is an optional name given on the command line.
+pub fn parse(
+    file_label: &str,
+    text: &str,
+    name_arg: Option<&str>,
+) -> Result<ClusterSpec, SpecErrors> {
+    let file = if file_label == "-" {
+        "<stdin>"
+    } else {
+        file_label
+    };
+    let mut ctx = fields::Ctx::new(text);
+    let spec = match tree::load(text) {
+        Err(e) => {
+            ctx.at((e.line, e.column), validate::DOCUMENT, e.message);
+            None
+        }
+        Ok(docs) => match docs.as_slice() {
+            [] => {
+                ctx.at(
+                    (1, 1),
+                    validate::DOCUMENT,
+                    format!("is empty; valid: {}", validate::DOCUMENT_VALID),
+                );
+                None
+            }
+            [doc] => validate::validate(&mut ctx, doc, name_arg),
+            [_, second, ..] => {
+                ctx.on(
+                    second,
+                    validate::DOCUMENT,
+                    format!(
+                        "holds {} YAML documents; valid: exactly one cluster spec per file",
+                        docs.len()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let mut errors = ctx.errors;
+    match spec {
+        Some(spec) if errors.is_empty() => Ok(spec),
+        _ => {
+            if errors.is_empty() {
+                // Not expected: every path that gives no spec reports why.
+                errors.push(SpecError {
+                    path: validate::DOCUMENT.to_owned(),
+                    line: 1,
+                    column: 1,
+                    message: format!(
+                        "is not a valid cluster spec; valid: {}",
+                        validate::DOCUMENT_VALID
+                    ),
+                });
+            }
+            errors.sort_by_key(|e| (e.line, e.column));
+            errors.dedup();
+            Err(SpecErrors {
+                file: file.to_owned(),
+                errors,
+            })
+        }
+    }
+}

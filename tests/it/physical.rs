@@ -1,0 +1,332 @@
+//! Physical worker clusters, end to end against the test bed: a management
+//! cluster and a worker cluster side by side, real helm with the project's
+//! test charts (tests/charts), and the real binary.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::Api;
+use serde_json::{Value, json};
+
+use crate::testbed::{TestBed, TestCluster};
+use crate::{labelled, nautes, physical_spec, write_temp};
+
+const SELECTOR: &str = "nautes.io/cluster=";
+
+async fn wait_nothing_left(c: &kube::Client, name: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = labelled(c, &format!("{SELECTOR}{name}")).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} still holds objects of {name}: {left:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn json_out(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+/// Registers, retrying while a lock left by a killed run has not expired.
+fn register_until_unlocked(args: &[&str], mgmt: &Path) -> crate::Run {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = nautes(args, Some(mgmt), None);
+        if run.code == 3 && run.stderr.contains("is being changed by") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(2));
+            continue;
+        }
+        return run;
+    }
+}
+
+async fn assert_registered(mgmt: &kube::Client, worker: &TestCluster, name: &str) {
+    // the Argo CD cluster Secret, in Argo CD's format
+    let secrets: Api<Secret> = Api::namespaced(mgmt.clone(), "argocd");
+    let s = secrets.get(&format!("cluster-{name}")).await.expect("Argo CD cluster Secret");
+    let labels = s.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("argocd.argoproj.io/secret-type").map(String::as_str), Some("cluster"));
+    assert_eq!(labels.get("cluster.nautes.io/usage").map(String::as_str), Some("worker"));
+    let data = s.data.clone().unwrap_or_default();
+    let get = |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("key {k}")).0.clone()).expect("utf8");
+    assert_eq!(get("name"), name);
+    assert_eq!(get("server"), worker.server);
+    let config: Value = serde_json::from_str(&get("config")).expect("config JSON");
+    let token = config["bearerToken"].as_str().expect("bearerToken");
+    let ca = config["tlsClientConfig"]["caData"].as_str().expect("caData");
+    // a client built from that credential alone can list namespaces there
+    let kc = json!({"apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": get("server"), "certificate-authority-data": ca}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"});
+    let (_d, path) = write_temp("argocd.kubeconfig", &kc.to_string());
+    let argocd = crate::client(&path).await;
+    let nss = Api::<Namespace>::all(argocd).list(&Default::default()).await.expect("list namespaces with Argo CD's credential");
+    assert!(nss.items.iter().any(|n| n.metadata.name.as_deref() == Some("argocd")));
+    // the registration record
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(mgmt.clone(), "nautes");
+    let rec = cms.get(&format!("cluster-{name}")).await.expect("record");
+    let record: Value = serde_json::from_str(rec.data.as_ref().and_then(|d| d.get("record.json")).expect("record.json")).expect("json");
+    assert_eq!(record["state"], "Registered");
+    assert_eq!(record["kind"], "physical worker");
+    assert!(!rec.data.as_ref().expect("data").values().any(|v| v.contains("client-key-data") || v.contains(token)), "the record holds a secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn physical_worker_registers_converges_prunes_and_destroys_without_leftovers() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (bed.cluster("management").kubeconfig.clone(), bed.cluster("worker").clone());
+    let mgmt = crate::client(&mgmt_kc).await;
+    let wc = crate::client(&worker.kubeconfig).await;
+    let name = "demo-worker";
+    let spec = physical_spec(name, "worker", &worker, json!({}));
+    let (_d, spec_path) = write_temp("worker.json", &spec);
+    let sp = spec_path.to_str().expect("utf8");
+
+    // register installs every component, waits, registers
+    let run = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
+    run.ok();
+    let out = json_out(&run.stdout);
+    assert_eq!(out["state"], "Registered");
+    assert!(out["changes"]["created"].as_u64().unwrap_or(0) > 20, "{out}");
+    for component in ["hnc", "external-secrets", "traefik", "argocd", "argo-rollouts", "vault", "credential", "vault-auth"] {
+        let objs = labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component={component}")).await;
+        assert!(!objs.is_empty(), "component {component} has no objects in the worker");
+    }
+    assert!(labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component=tekton")).await.is_empty());
+    assert_registered(&mgmt, &worker, name).await;
+    // Vault's Kubernetes auth ServiceAccount, bound to system:auth-delegator
+    Api::<ServiceAccount>::namespaced(wc.clone(), "vault").get("vault-auth").await.expect("vault/vault-auth");
+    let crb = Api::<ClusterRoleBinding>::all(wc.clone()).get("vault-auth-delegator").await.expect("binding");
+    assert_eq!(crb.role_ref.name, "system:auth-delegator");
+
+    // status reads every component from the cluster now
+    let st = nautes(&["status", name, "-o", "json"], Some(&mgmt_kc), None);
+    st.ok();
+    assert_eq!(json_out(&st.stdout)["ready"], true, "{}", st.stdout);
+    let list = nautes(&["list"], Some(&mgmt_kc), None);
+    list.ok();
+    assert!(list.stdout.contains(name) && list.stdout.contains("Registered"), "{}", list.stdout);
+
+    // again: no change
+    let again = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
+    again.ok();
+    let c = &json_out(&again.stdout)["changes"];
+    assert_eq!((c["created"].as_u64(), c["configured"].as_u64(), c["pruned"].as_u64()), (Some(0), Some(0), Some(0)), "{c}");
+    let d = nautes(&["diff", "-f", sp], Some(&mgmt_kc), None);
+    d.ok();
+    assert_eq!(d.stdout.trim(), "no changes", "{}", d.stdout);
+
+    // a changed spec: traefik's node port moves, and a pipeline worker swaps
+    // Argo Rollouts for Tekton and Argo Events
+    let changed = physical_spec(name, "worker", &worker, json!({"worker_type": "pipeline", "traefik": {"http_node_port": "30081"}}));
+    std::fs::write(&spec_path, changed).expect("write");
+    let d = nautes(&["diff", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
+    d.ok();
+    assert!(d.stdout.contains("prune") && d.stdout.contains("argo-rollouts"), "{}", d.stdout);
+    let run = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
+    run.ok();
+    let out = json_out(&run.stdout);
+    let changed: Vec<String> = out["stages"][0]["changed"]
+        .as_array()
+        .expect("changed")
+        .iter()
+        .map(|c| format!("{} {} {}", c["action"].as_str().unwrap_or(""), c["component"].as_str().unwrap_or(""), c["object"].as_str().unwrap_or("")))
+        .collect();
+    assert!(changed.iter().any(|c| c.starts_with("configure traefik Service traefik/")), "{changed:#?}");
+    assert!(changed.iter().any(|c| c.starts_with("prune argo-rollouts")), "{changed:#?}");
+    assert!(changed.iter().any(|c| c.starts_with("create tekton")), "{changed:#?}");
+    assert!(!changed.iter().any(|c| c.contains(" argocd ")), "argocd did not change: {changed:#?}");
+    assert!(labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component=argo-rollouts")).await.is_empty());
+
+    // destroy leaves nothing in either cluster
+    let run = nautes(&["destroy", name], Some(&mgmt_kc), None);
+    run.ok();
+    wait_nothing_left(&wc, name, "the worker").await;
+    wait_nothing_left(&mgmt, name, "the management cluster").await;
+    for ns in ["nautes-system", "argocd", "hnc-system", "traefik", "vault", "tekton-pipelines", "argo-events"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while Api::<Namespace>::all(wc.clone()).get_opt(ns).await.expect("get").is_some() {
+            assert!(std::time::Instant::now() < deadline, "namespace {ns} left behind");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert!(Api::<ClusterRoleBinding>::all(wc.clone()).get_opt("nautes-manager").await.expect("get").is_none());
+    // and destroying again says it is not registered
+    let again = nautes(&["destroy", name], Some(&mgmt_kc), None);
+    assert_eq!(again.code, 3, "{}", again.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cleans_up() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (bed.cluster("management").kubeconfig.clone(), bed.cluster("worker").clone());
+    let mgmt = crate::client(&mgmt_kc).await;
+    let wc = crate::client(&worker.kubeconfig).await;
+    let name = "killed";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let sp = spec_path.to_str().expect("utf8");
+    // pseudo-random kill points, printed so a failure can be replayed
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let points: Vec<u64> = (0..2).map(|i| 300 + u64::from(seed.wrapping_mul(2654435761).rotate_left(i * 7) % 4000)).collect();
+    eprintln!("kill points (ms): {points:?}");
+    for ms in &points {
+        kill_after(&["register", "-f", sp], &mgmt_kc, *ms);
+    }
+    let run = register_until_unlocked(&["register", "-f", sp, "-o", "json"], &mgmt_kc);
+    run.ok();
+    assert_registered(&mgmt, &worker, name).await;
+    let again = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
+    again.ok();
+    assert_eq!(json_out(&again.stdout)["changes"]["created"], 0);
+
+    // a destroy killed midway, then run again
+    kill_after(&["destroy", name], &mgmt_kc, 800);
+    let run = register_until_unlocked(&["destroy", name], &mgmt_kc);
+    run.ok();
+    wait_nothing_left(&wc, name, "the worker").await;
+    wait_nothing_left(&mgmt, name, "the management cluster").await;
+
+    // a register killed early, then destroyed without ever completing
+    kill_after(&["register", "-f", sp], &mgmt_kc, points[0]);
+    let run = register_until_unlocked(&["destroy", name], &mgmt_kc);
+    assert!(run.code == 0 || (run.code == 3 && run.stderr.contains("not registered")), "{}", run.stderr);
+    wait_nothing_left(&mgmt, name, "the management cluster").await;
+}
+
+/// Starts the binary and SIGKILLs it after `ms` milliseconds.
+fn kill_after(args: &[&str], mgmt: &Path, ms: u64) {
+    let mut child = std::process::Command::new(crate::binary())
+        .args(args)
+        .env("KUBECONFIG", mgmt)
+        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
+        .env("NAUTES_HELM", crate::testbed::bin_dir().join("helm"))
+        .env_remove("HTTPS_PROXY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_webhook_like_hncs_never_blocks_register_or_destroy() {
+    // tests/charts-hnc-webhook/hnc copies HNC's dangerous shape: a
+    // failurePolicy=Fail webhook on Namespaces. kwok runs no containers, so
+    // it is never served here: any namespace change after it exists fails.
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (bed.cluster("management").kubeconfig.clone(), bed.cluster("worker").clone());
+    let wc = crate::client(&worker.kubeconfig).await;
+    let charts = tempfile::tempdir().expect("dir");
+    for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
+        let p = e.expect("entry").path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n != "hnc") {
+            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name"))).expect("link");
+        }
+    }
+    std::os::unix::fs::symlink(crate::repo().join("tests/charts-hnc-webhook/hnc"), charts.path().join("hnc")).expect("link");
+    let name = "hnc-order";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let sp = spec_path.to_str().expect("utf8");
+    let cd = charts.path().to_str().expect("utf8");
+    let run = nautes(&["register", "-f", sp, "--charts-dir", cd], Some(&mgmt_kc), None);
+    run.ok();
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> = Api::all(wc.clone());
+    let has_ns_hook = hooks.list(&Default::default()).await.expect("list").items.iter().any(|h| {
+        h.webhooks.iter().flatten().any(|w| {
+            w.failure_policy.as_deref() == Some("Fail")
+                && w.rules.iter().flatten().any(|r| r.resources.iter().flatten().any(|x| x == "namespaces"))
+        })
+    });
+    assert!(has_ns_hook, "the fixture must install a failing Namespace webhook");
+    let run = nautes(&["destroy", name, "--charts-dir", cd], Some(&mgmt_kc), None);
+    // destroy takes no --charts-dir: it works from the inventory alone
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    nautes(&["destroy", name], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&wc, name, "the worker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_names_missing_permissions_and_nothing_is_written() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let mut worker = bed.cluster("worker").clone();
+    worker.kubeconfig = worker.restricted_kubeconfig.clone();
+    let name = "restricted";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let run = nautes(&["register", "-f", spec_path.to_str().expect("utf8")], Some(&mgmt_kc), None);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    for needed in ["create customresourcedefinitions.apiextensions.k8s.io cluster-wide", "create namespaces cluster-wide", "bind clusterroles.rbac.authorization.k8s.io"] {
+        assert!(run.stderr.contains(needed), "missing {needed:?} in:\n{}", run.stderr);
+    }
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    let mgmt = crate::client(&mgmt_kc).await;
+    let wc = crate::client(&bed.cluster("worker").kubeconfig).await;
+    assert!(labelled(&mgmt, &format!("{SELECTOR}{name}")).await.is_empty());
+    assert!(labelled(&wc, "app.kubernetes.io/managed-by=kubectl-nautes").await.is_empty());
+    assert!(Api::<Namespace>::all(mgmt).get_opt("nautes").await.expect("get").is_none(), "preflight created the registry namespace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let worker = bed.cluster("worker").clone();
+    let mgmt = crate::client(&mgmt_kc).await;
+    let name = "busy";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    nautes(&["register", "-f", spec_path.to_str().expect("utf8")], Some(&mgmt_kc), None).ok();
+    // Argo CD's Application kind in the management cluster, and one app
+    // deploying to the worker (the test bed's kubectl applies them)
+    let app_crd = crate::repo().join("tests/charts/argo-cd/templates");
+    let kubectl = crate::testbed::bin_dir().join("kubectl");
+    let st = std::process::Command::new(&kubectl)
+        .args(["--kubeconfig", mgmt_kc.to_str().expect("utf8"), "apply", "--server-side", "-f"])
+        .arg(find_file(&app_crd, "applications.argoproj.io"))
+        .status()
+        .expect("kubectl");
+    assert!(st.success());
+    let app = format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: shop, namespace: argocd}}\nspec: {{destination: {{server: '{}', namespace: shop}}, project: default, source: {{repoURL: 'https://example.invalid/r.git', path: '.'}}}}\n",
+        worker.server
+    );
+    let (_a, app_path) = write_temp("app.yaml", &app);
+    let mut ok = false;
+    for _ in 0..30 {
+        let st = std::process::Command::new(&kubectl)
+            .args(["--kubeconfig", mgmt_kc.to_str().expect("utf8"), "apply", "-f", app_path.to_str().expect("utf8")])
+            .status()
+            .expect("kubectl");
+        if st.success() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(ok, "could not create the Application");
+    let run = nautes(&["destroy", name], Some(&mgmt_kc), None);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("argocd/shop"), "{}", run.stderr);
+    assert!(!labelled(&mgmt, &format!("{SELECTOR}{name}")).await.is_empty(), "a refused destroy changed the management cluster");
+    nautes(&["destroy", name, "--force"], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&mgmt, name, "the management cluster").await;
+}
+
+/// The rendered template file of a chart that defines a CRD name.
+fn find_file(dir: &Path, needle: &str) -> std::path::PathBuf {
+    // the fixture chart's CRD templates are plain YAML (no templating in the
+    // CRD itself), so kubectl can apply them directly
+    for e in std::fs::read_dir(dir).expect("dir") {
+        let p = e.expect("entry").path();
+        if std::fs::read_to_string(&p).is_ok_and(|t| t.contains(needle) && t.contains("CustomResourceDefinition")) {
+            return p;
+        }
+    }
+    panic!("no file defining {needle} in {}", dir.display());
+}
