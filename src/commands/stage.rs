@@ -172,10 +172,23 @@ pub async fn install(
         // server dry run of every apply tells what would change
         let mut dry = opts.apply.clone();
         dry.dry_run_server = true;
-        let refs: Vec<&Manifest> = manifests.iter().filter(|m| kinds.resolve(m.api_version(), m.kind()).is_some()).collect();
+        // objects of kinds or in namespaces that do not exist yet cannot be
+        // dry-run: they would be created
+        let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client.clone());
+        let lp = kube::api::ListParams::default();
+        let existing: BTreeSet<String> = crate::k8s::retry(|| ns_api.list_metadata(&lp))
+            .await
+            .map_err(|e| cluster.err(e))?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        let can_dry_run = |m: &Manifest| {
+            kinds.resolve(m.api_version(), m.kind()).is_some() && m.object_namespace().is_none_or(|ns| existing.contains(ns))
+        };
+        let refs: Vec<&Manifest> = manifests.iter().filter(|m| can_dry_run(m)).collect();
         let applied = apply::apply_many(cluster, &kinds, &refs, &dry, &before_rv, &|_| {}).await?;
-        // objects of kinds that do not exist yet (CRDs in this plan) would be created
-        for m in manifests.iter().filter(|m| kinds.resolve(m.api_version(), m.kind()).is_none()) {
+        for m in manifests.iter().filter(|m| !can_dry_run(m)) {
             changes.created += 1;
             changed.push(ChangedObject {
                 action: "create".into(),

@@ -140,6 +140,9 @@ pub(crate) struct Fields<'a> {
     /// fields are named in messages).
     pub camel: bool,
     prefix: String,
+    /// Fields suggested for unknown keys ("did you mean"): a missing field
+    /// that was suggested is not reported again as missing.
+    pub suggested: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
@@ -249,8 +252,9 @@ pub(crate) fn suggest(key: &str, defs: &[FieldDef]) -> Option<&'static str> {
     let wanted = normalize(key);
     let camel_style =
         key.chars().any(|c| c.is_ascii_uppercase()) && key.chars().any(|c| c.is_ascii_lowercase());
+    // Accepted-but-ignored fields are suggested too: a misspelt "lables"
+    // in metadata means "labels".
     defs.iter()
-        .filter(|d| !d.ignored)
         .filter_map(|d| {
             let target = normalize(d.snake);
             let limit = (target.chars().count() / 3).max(1);
@@ -297,6 +301,7 @@ pub(crate) fn read_fields<'a>(
         found: defs.iter().map(|_| None).collect(),
         camel,
         prefix: prefix.to_owned(),
+        suggested: Vec::new(),
     };
     for (key, value) in entries {
         let Some(written) = (match &key.value {
@@ -330,6 +335,9 @@ pub(crate) fn read_fields<'a>(
             let message = if let Some(h) = hint(&written) {
                 format!("unknown field {}; {h}", quote(&written))
             } else if let Some(s) = suggest(&written, defs) {
+                if let Some(d) = defs.iter().find(|d| d.snake == s || d.camel == s) {
+                    fields.suggested.push(d.snake);
+                }
                 format!("unknown field {}; did you mean \"{s}\"?", quote(&written))
             } else {
                 format!(

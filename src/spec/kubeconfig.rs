@@ -91,6 +91,13 @@ pub(crate) fn decode(value: &Node) -> Result<Node, Problem> {
 }
 
 fn check(config: &Node) -> Result<(), Problem> {
+    // A mapping with none of a kubeconfig's keys is some other document.
+    let looks_like_kubeconfig = ["clusters", "users", "contexts", "current-context", "kind"]
+        .iter()
+        .any(|k| config.get(k).is_some());
+    if !looks_like_kubeconfig {
+        return Err(Problem::NotKubeconfig);
+    }
     if let Some(kind) = config.get("kind")
         && kind.value.as_str() != Some("Config")
     {

@@ -177,6 +177,9 @@ impl Place<'_> {
     /// Reports a required field that is absent (at the mapping) or null (at
     /// its key).
     fn missing(&self, ctx: &mut Ctx<'_>, snake: &str, valid: &str) {
+        if self.fields.suggested.contains(&snake) {
+            return;
+        }
         match self.fields.present(snake) {
             Some(e) => ctx.on(e.key, &e.path, format!("is empty; valid: {valid}")),
             None => ctx.at(
@@ -401,10 +404,16 @@ pub(crate) fn validate(
             }
         }
         name_path = "metadata.name".to_owned();
-        if let Some(meta) = sub_mapping(ctx, &top.fields, "metadata", METADATA) {
-            name_missing_at = meta.missing_at;
-            name_path = meta.fields.path("name");
-            collect_name(ctx, &mut doc_name, meta.fields.get("name"));
+        match sub_mapping(ctx, &top.fields, "metadata", METADATA) {
+            Some(meta) => {
+                name_missing_at = meta.missing_at;
+                name_path = meta.fields.path("name");
+                // A misspelt name was reported already.
+                doc_name.seen |= meta.fields.suggested.contains(&"name");
+                collect_name(ctx, &mut doc_name, meta.fields.get("name"));
+            }
+            // Metadata of the wrong type was reported already.
+            None => doc_name.seen |= top.fields.get("metadata").is_some(),
         }
         match top.fields.get("spec") {
             None => {
@@ -426,6 +435,7 @@ pub(crate) fn validate(
 
     let spec = match spec_place {
         Some(spec) => {
+            doc_name.seen |= spec.fields.suggested.contains(&"name");
             collect_name(ctx, &mut doc_name, spec.fields.get("name"));
             Some(spec)
         }
@@ -536,7 +546,13 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
         );
         cluster_type = None;
     }
-    let worker_type = spec.choice(ctx, "worker_type", WORKER_TYPES, false);
+    // A field that must not be given is reported once, not also for its
+    // value.
+    let worker_type = if usage == Some(Usage::Host) {
+        None
+    } else {
+        spec.choice(ctx, "worker_type", WORKER_TYPES, false)
+    };
     if usage == Some(Usage::Host) {
         spec.forbid(
             ctx,
@@ -558,7 +574,12 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
     let host_cluster_valid =
         "the name of the host cluster the virtual cluster runs in (a DNS-1123 label)";
     let mut host_cluster = None;
-    if let Some((host, node)) = spec.text(ctx, "host_cluster", host_cluster_valid) {
+    let host_cluster_given = if cluster_type == Some(ClusterType::Physical) {
+        None
+    } else {
+        spec.text(ctx, "host_cluster", host_cluster_valid)
+    };
+    if let Some((host, node)) = host_cluster_given {
         let shown = ctx.show(node);
         let path = f.path("host_cluster");
         if !is_dns1123_label(&host) {
@@ -620,7 +641,12 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
 
     // argocd_host
     let mut argocd_host = None;
-    if let Some((host, node)) = spec.text(ctx, "argocd_host", HOST_VALID) {
+    let argocd_host_given = if usage == Some(Usage::Host) {
+        None
+    } else {
+        spec.text(ctx, "argocd_host", HOST_VALID)
+    };
+    if let Some((host, node)) = argocd_host_given {
         let lower = host.trim().to_ascii_lowercase();
         let bare = lower
             .strip_prefix("https://")
@@ -724,7 +750,12 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
                             None => (
                                 f.get("api_server")
                                     .map_or(spec.missing_at, |e| position(e.value)),
-                                join(&f.path("vcluster"), VCLUSTER[0].spelling(f.camel)),
+                                join(
+                                    &f.path("vcluster"),
+                                    VCLUSTER
+                                        .first()
+                                        .map_or("https_node_port", |d| d.spelling(f.camel)),
+                                ),
                             ),
                         };
                         let api_name = f.name("api_server");
@@ -764,18 +795,11 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
             },
             None => {
                 if cluster_type == Some(ClusterType::Physical) {
-                    match f.present("kubeconfig") {
-                        Some(e) => ctx.on(
-                            e.value,
-                            &kubeconfig_path,
-                            kubeconfig::Problem::Empty.message(),
-                        ),
-                        None => spec.missing(
-                            ctx,
-                            "kubeconfig",
-                            &format!("{}, required for a physical cluster", kubeconfig::VALID),
-                        ),
-                    }
+                    spec.missing(
+                        ctx,
+                        "kubeconfig",
+                        &format!("{}, required for a physical cluster", kubeconfig::VALID),
+                    );
                 }
             }
         },

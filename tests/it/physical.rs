@@ -282,13 +282,14 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     let name = "busy";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     nautes(&["register", "-f", spec_path.to_str().expect("utf8")], Some(&mgmt_kc), None).ok();
-    // Argo CD's Application kind in the management cluster, and one app
-    // deploying to the worker (the test bed's kubectl applies them)
-    let app_crd = crate::repo().join("tests/charts/argo-cd/templates");
+    // Argo CD's Application kind in the management cluster (a minimal CRD
+    // written here), and one app deploying to the worker, applied with the
+    // test bed's real kubectl
     let kubectl = crate::testbed::bin_dir().join("kubectl");
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: applications.argoproj.io}\nspec:\n  group: argoproj.io\n  scope: Namespaced\n  names: {plural: applications, singular: application, kind: Application}\n  versions:\n  - name: v1alpha1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
+    let (_c, crd_path) = write_temp("crd.yaml", crd);
     let st = std::process::Command::new(&kubectl)
-        .args(["--kubeconfig", mgmt_kc.to_str().expect("utf8"), "apply", "--server-side", "-f"])
-        .arg(find_file(&app_crd, "applications.argoproj.io"))
+        .args(["--kubeconfig", mgmt_kc.to_str().expect("utf8"), "apply", "--server-side", "-f", crd_path.to_str().expect("utf8")])
         .status()
         .expect("kubectl");
     assert!(st.success());
@@ -318,15 +319,3 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }
 
-/// The rendered template file of a chart that defines a CRD name.
-fn find_file(dir: &Path, needle: &str) -> std::path::PathBuf {
-    // the fixture chart's CRD templates are plain YAML (no templating in the
-    // CRD itself), so kubectl can apply them directly
-    for e in std::fs::read_dir(dir).expect("dir") {
-        let p = e.expect("entry").path();
-        if std::fs::read_to_string(&p).is_ok_and(|t| t.contains(needle) && t.contains("CustomResourceDefinition")) {
-            return p;
-        }
-    }
-    panic!("no file defining {needle} in {}", dir.display());
-}

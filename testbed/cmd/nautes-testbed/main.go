@@ -270,6 +270,7 @@ func runUp(args []string) int {
 		times = append(times, fmt.Sprintf("%s %.1fs", c.name, c.readyAfter.Seconds()))
 	}
 	logf("ready after %.1fs (%s)", time.Since(began).Seconds(), strings.Join(times, ", "))
+	reportExits.Store(true)
 	l.reply("READY %s", l.jsonPath)
 
 	for {
@@ -372,11 +373,24 @@ func (l *launcher) writeTestbedJSON() error {
 
 // cleanup stops every process and removes every file the run created.
 func (l *launcher) cleanup() {
-	var procs []*proc
+	// The API servers shut down gracefully in about a second while their etcd
+	// runs, but hang until killed without it: etcd goes last.
+	var procs, etcds []*proc
 	for _, c := range l.clusters {
-		procs = append(procs, c.procs()...)
+		for _, p := range c.procs() {
+			if p == c.etcd {
+				etcds = append(etcds, p)
+			} else {
+				procs = append(procs, p)
+			}
+		}
 	}
+	began := time.Now()
 	stopProcs(procs, 3*time.Second)
+	stopProcs(etcds, 3*time.Second)
+	if len(etcds) > 0 {
+		logf("processes stopped in %.1fs", time.Since(began).Seconds())
+	}
 	if l.keep {
 		logf("--keep: leaving %s", l.dir)
 		return

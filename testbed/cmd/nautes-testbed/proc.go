@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,6 +40,10 @@ type spawnRequest struct {
 }
 
 var spawnCh = make(chan spawnRequest)
+
+// reportExits is set once the clusters are ready: from then on an exit the
+// launcher did not cause is reported on stderr (before, start-up fails).
+var reportExits atomic.Bool
 
 func init() {
 	go func() {
@@ -96,8 +101,8 @@ func (p *proc) start() error {
 		expected := p.expected
 		p.mu.Unlock()
 		close(done)
-		if !expected {
-			logf("%s/%s (pid %d) exited unexpectedly: %v; log: %s", p.cluster, p.name, cmd.Process.Pid, err, p.logPath)
+		if !expected && reportExits.Load() {
+			logf("%s/%s (pid %d) exited unexpectedly (%s); log: %s", p.cluster, p.name, cmd.Process.Pid, exitError(err), p.logPath)
 		}
 	}()
 	return nil
@@ -172,6 +177,9 @@ func stopProcs(procs []*proc, grace time.Duration) {
 		case <-d:
 		case <-deadline:
 			for _, q := range left[i:] {
+				if q.running() {
+					logf("%s/%s did not stop within %v of SIGTERM: SIGKILL", q.cluster, q.name, grace)
+				}
 				q.signal(syscall.SIGKILL)
 			}
 			<-d

@@ -1,0 +1,131 @@
+//! Host clusters and virtual (vcluster) workers, end to end: management,
+//! host and a third test cluster that serves as the virtual cluster's API.
+//!
+//! SIMULATED: a real vcluster runs its control plane inside a Pod, which kwok
+//! does not execute. So this test plays the vcluster's one visible act: once
+//! the vcluster StatefulSet exists in the host, it writes Secret vc-<name>
+//! (key `config`) with a kubeconfig for the "virtual" test cluster. Every
+//! other step is the real plugin against real API servers.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+use crate::testbed::TestBed;
+use crate::{labelled, nautes, physical_spec, write_temp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
+    let bed = TestBed::start(&["management", "host", "virtual"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let host = bed.cluster("host").clone();
+    let virt = bed.cluster("virtual").clone();
+    let (mgmt, hc, vc) = (
+        crate::client(&mgmt_kc).await,
+        crate::client(&host.kubeconfig).await,
+        crate::client(&virt.kubeconfig).await,
+    );
+    let vspec = json!({
+        "name": "vdemo", "api_server": virt.server, "cluster_kind": "kubernetes",
+        "cluster_type": "virtual", "usage": "worker", "hostCluster": "hdemo",
+        "vcluster": {"httpsNodePort": "31443"},
+    });
+    let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
+    let vp = vpath.to_str().expect("utf8");
+
+    // a virtual worker whose host is not registered fails before any write
+    let run = nautes(&["register", "-f", vp], Some(&mgmt_kc), None);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("host cluster hdemo is not registered"), "{}", run.stderr);
+    assert!(labelled(&mgmt, "nautes.io/cluster=vdemo").await.is_empty());
+    assert!(Api::<Namespace>::all(mgmt.clone()).get_opt("nautes").await.expect("get").is_none());
+
+    // the host: Traefik only, registered with usage host
+    let (_h, hpath) = write_temp("host.json", &physical_spec("hdemo", "host", &host, json!({})));
+    nautes(&["register", "-f", hpath.to_str().expect("utf8")], Some(&mgmt_kc), None).ok();
+    let traefik = Api::<Service>::namespaced(hc.clone(), "traefik").get("traefik").await.expect("traefik Service");
+    let spec = traefik.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    let ports: Vec<i32> = spec.ports.unwrap_or_default().iter().filter_map(|p| p.node_port).collect();
+    assert!(ports.contains(&30080) && ports.contains(&30443), "{ports:?}");
+    assert!(labelled(&hc, "nautes.io/cluster=hdemo,nautes.io/component=argocd").await.is_empty(), "a host gets no Argo CD");
+    let s = Api::<Secret>::namespaced(mgmt.clone(), "argocd").get("cluster-hdemo").await.expect("host secret");
+    assert_eq!(s.metadata.labels.unwrap_or_default().get("cluster.nautes.io/usage").map(String::as_str), Some("host"));
+
+    // the virtual worker: register runs while this test plays the vcluster
+    let mut child = std::process::Command::new(crate::binary())
+        .args(["register", "-f", vp, "-o", "json", "--timeout", "3m"])
+        .env("KUBECONFIG", &mgmt_kc)
+        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
+        .env("NAUTES_HELM", bed.bin.join("helm"))
+        .env_remove("HTTPS_PROXY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn register");
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(hc.clone(), "vdemo");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if sts.list(&Default::default()).await.map(|l| !l.items.is_empty()).unwrap_or(false) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the vcluster StatefulSet never appeared in the host");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let kubeconfig = std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "vc-vdemo", "namespace": "vdemo"},
+        "stringData": {"config": kubeconfig},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(hc.clone(), "vdemo").create(&PostParams::default(), &secret).await.expect("write vc-vdemo");
+    let out = child.wait_with_output().expect("register");
+    assert!(out.status.success(), "register of the virtual worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
+
+    // inside the virtual cluster: the worker components, no gateway
+    for component in ["hnc", "external-secrets", "argocd", "argo-rollouts", "vault"] {
+        assert!(!labelled(&vc, &format!("nautes.io/cluster=vdemo,nautes.io/component={component}")).await.is_empty(), "{component}");
+    }
+    assert!(labelled(&vc, "nautes.io/component=traefik").await.is_empty(), "a virtual worker gets no Traefik");
+    // in the host: the vcluster and its NodePort Service
+    let svc = Api::<Service>::namespaced(hc.clone(), "vdemo").get("svc-vdemo").await.expect("svc-vdemo");
+    let port = svc.spec.and_then(|s| s.ports).and_then(|p| p.first().cloned()).expect("port");
+    assert_eq!((port.port, port.node_port), (443, Some(31443)));
+    // the credential Argo CD got was minted inside the virtual cluster
+    let s = Api::<Secret>::namespaced(mgmt.clone(), "argocd").get("cluster-vdemo").await.expect("secret");
+    let server = String::from_utf8(s.data.expect("data").get("server").expect("server").0.clone()).expect("utf8");
+    assert_eq!(server, virt.server);
+    let tokens = Api::<Secret>::namespaced(vc.clone(), "nautes-system").list(&Default::default()).await.expect("list");
+    assert!(tokens.items.iter().any(|t| t.type_.as_deref() == Some("kubernetes.io/service-account-token")));
+
+    // the host cannot go while it carries the virtual cluster; --force does not override
+    let before = labelled(&hc, "nautes.io/cluster=hdemo").await;
+    for args in [vec!["destroy", "hdemo"], vec!["destroy", "hdemo", "--force"]] {
+        let run = nautes(&args, Some(&mgmt_kc), None);
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        assert!(run.stderr.contains("vdemo"), "{}", run.stderr);
+    }
+    assert_eq!(labelled(&hc, "nautes.io/cluster=hdemo").await, before, "a refused destroy deleted something");
+
+    // destroy in order: the virtual worker, then the host
+    nautes(&["destroy", "vdemo"], Some(&mgmt_kc), None).ok();
+    nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut left = Vec::new();
+        for (what, c) in [("management", &mgmt), ("host", &hc), ("virtual", &vc)] {
+            for l in labelled(c, "app.kubernetes.io/managed-by=kubectl-nautes").await {
+                left.push(format!("{what}: {l}"));
+            }
+        }
+        let vns = Api::<Namespace>::all(hc.clone()).get_opt("vdemo").await.expect("get");
+        if left.is_empty() && vns.is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "left behind: {left:#?} (host namespace vdemo: {})", vns.is_some());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
