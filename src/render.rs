@@ -205,6 +205,10 @@ pub fn chart_args(c: &Component, charts_dir: Option<&Path>) -> Result<Vec<String
                 )))
             }
         }
+        None if !c.chart.repository.starts_with("oci://") && c.chart.repository.contains("/tree/") => Err(Error::missing(format!(
+            "chart {} {} of component {} is not published in a Helm repository (only in git at {}): package it with `helm package` and pass its directory with --charts-dir",
+            c.chart.name, c.chart.version, c.name, c.chart.repository
+        ))),
         None => Ok(vec![
             c.chart.name.clone(),
             "--repo".into(),

@@ -7,7 +7,7 @@
 //! `metadata`, `spec`). Every key may be written in snake_case or camelCase.
 //!
 //! The document is read into a tree whose nodes carry their line and
-//! column (see [`tree`]), so that every problem is reported where it is,
+//! column (see the `tree` module), so that every problem is reported where it is,
 //! and all problems are reported at once.
 
 use std::collections::BTreeMap;
@@ -162,7 +162,7 @@ impl std::error::Error for SpecErrors {}
 /// Parses and validates a cluster spec.
 ///
 /// `file_label` is the file name shown in messages ("-" input is shown as
-/// "<stdin>"). `name_arg` is an optional name given on the command line.
+/// `<stdin>`). `name_arg` is an optional name given on the command line.
 pub fn parse(
     file_label: &str,
     text: &str,

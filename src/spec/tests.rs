@@ -480,8 +480,8 @@ fn required_fields() {
         errs(text),
         vec![
             "error: t.yaml:1:1: api_server: is missing; valid: an http or https URL with a host and an optional port, such as https://10.0.0.5:6443",
-            "error: t.yaml:1:1: usage: is missing; valid: worker, host",
             "error: t.yaml:1:1: cluster_type: is missing; valid: physical, virtual",
+            "error: t.yaml:1:1: usage: is missing; valid: worker, host",
         ]
     );
     // In a nested mapping, a missing field points at the mapping.

@@ -533,8 +533,8 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
     }
 
     // cluster_type, usage, worker_type
-    let usage = spec.choice(ctx, "usage", USAGES, true);
     let mut cluster_type = spec.choice(ctx, "cluster_type", CLUSTER_TYPES, true);
+    let usage = spec.choice(ctx, "usage", USAGES, true);
     if usage == Some(Usage::Host)
         && cluster_type == Some(ClusterType::Virtual)
         && let Some(e) = f.get("cluster_type")

@@ -6,6 +6,8 @@
 //! (the vcluster writing its kubeconfig Secret) it says so.
 
 mod cli;
+mod faults;
+mod krew;
 mod physical;
 mod smoke;
 mod specs;

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -158,14 +161,19 @@ func (c *cluster) startOnce(ctx context.Context) error {
 		}
 	}
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(c.etcdPeerPort)
+	// A member name no other etcd has: the health check makes sure it talks to
+	// this etcd, not to one another launcher started on a port we also chose.
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	etcdName := c.name + "-" + hex.EncodeToString(nonce[:])
 	c.etcd = newProc("etcd",
-		"--name="+c.name,
+		"--name="+etcdName,
 		"--data-dir="+filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls="+c.etcdURL(),
 		"--advertise-client-urls="+c.etcdURL(),
 		"--listen-peer-urls="+peerURL,
 		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster="+c.name+"="+peerURL,
+		"--initial-cluster="+etcdName+"="+peerURL,
 		"--initial-cluster-state=new",
 		"--initial-cluster-token=nautes-testbed-"+c.name,
 		"--unsafe-no-fsync=true",
@@ -234,14 +242,32 @@ func (c *cluster) startOnce(ctx context.Context) error {
 		return fail(c.etcd, "%v", err)
 	}
 	etcdHealth := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	err = c.waitFor(ctx, "etcd to be healthy", c.etcd, []*proc{c.etcd}, func() bool {
-		resp, err := etcdHealth.Get(c.etcdURL() + "/health")
+	etcdGet := func(method, path string) []byte {
+		req, _ := http.NewRequestWithContext(ctx, method, c.etcdURL()+path, strings.NewReader("{}"))
+		resp, err := etcdHealth.Do(req)
 		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		return body
+	}
+	err = c.waitFor(ctx, "etcd to be healthy", c.etcd, []*proc{c.etcd}, func() bool {
+		if !bytes.Contains(etcdGet(http.MethodGet, "/health"), []byte(`"health":"true"`)) {
 			return false
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"true"`))
+		var members struct {
+			Members []struct {
+				Name string `json:"name"`
+			} `json:"members"`
+		}
+		if json.Unmarshal(etcdGet(http.MethodPost, "/v3/cluster/member/list"), &members) != nil {
+			return false
+		}
+		return len(members.Members) == 1 && members.Members[0].Name == etcdName
 	})
 	etcdHealth.CloseIdleConnections()
 	if err != nil {

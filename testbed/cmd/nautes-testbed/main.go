@@ -180,6 +180,17 @@ func runUp(args []string) int {
 		if l.dir, err = filepath.Abs(*dir); err != nil {
 			return fail("%v", err)
 		}
+		// Refuse to touch what another run owns, before creating anything.
+		if pid, alive, _ := readLauncherPid(filepath.Join(l.dir, "launcher.pid")); alive {
+			return fail("launcher %d already runs in %s", pid, l.dir)
+		}
+		for _, n := range names {
+			for _, path := range []string{n, n + ".kubeconfig", n + "-restricted.kubeconfig"} {
+				if _, err := os.Lstat(filepath.Join(l.dir, path)); err == nil {
+					return fail("%s already exists; use another --dir or remove it", filepath.Join(l.dir, path))
+				}
+			}
+		}
 		if _, err := os.Stat(l.dir); errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(l.dir, 0o755); err != nil {
 				return fail("%v", err)
@@ -190,7 +201,10 @@ func runUp(args []string) int {
 	defer l.cleanup()
 	l.jsonPath = filepath.Join(l.dir, "testbed.json")
 	l.pidPath = filepath.Join(l.dir, "launcher.pid")
-
+	if err := writeFileAtomic(l.pidPath, []byte(pidFileContent(os.Getpid())), 0o644); err != nil {
+		logf("%v", err)
+		return 1
+	}
 	for _, n := range names {
 		c := &cluster{
 			l:                    l,
@@ -199,16 +213,8 @@ func runUp(args []string) int {
 			kubeconfig:           filepath.Join(l.dir, n+".kubeconfig"),
 			restrictedKubeconfig: filepath.Join(l.dir, n+"-restricted.kubeconfig"),
 		}
-		if _, err := os.Stat(c.dir); err == nil {
-			logf("%s already exists; use another --dir or remove it", c.dir)
-			return 1
-		}
 		l.clusters = append(l.clusters, c)
 		l.byName[n] = c
-	}
-	if err := writeFileAtomic(l.pidPath, []byte(pidFileContent(os.Getpid())), 0o644); err != nil {
-		logf("%v", err)
-		return 1
 	}
 
 	// In stdin mode, EOF ends the run at any time, also during start-up.
@@ -457,7 +463,7 @@ func runDown(args []string) int {
 		return 2
 	}
 	pidPath := filepath.Join(*dir, "launcher.pid")
-	data, err := os.ReadFile(pidPath)
+	pid, alive, err := readLauncherPid(pidPath)
 	if errors.Is(err, os.ErrNotExist) {
 		logf("%s does not exist: no launcher running there", pidPath)
 		return 0
@@ -466,34 +472,43 @@ func runDown(args []string) int {
 		logf("%v", err)
 		return 1
 	}
-	fields := strings.Fields(string(data))
-	pid, err := 0, errors.New("empty")
-	if len(fields) > 0 {
-		pid, err = strconv.Atoi(fields[0])
-	}
-	if err != nil || pid <= 1 {
-		logf("%s: bad content %q", pidPath, data)
-		return 1
-	}
-	alive := func() bool {
-		st := procStartTime(pid)
-		return st != "" && (len(fields) < 2 || st == fields[1])
-	}
-	if !alive() {
+	if !alive {
 		logf("launcher %d is not running", pid)
 		return 0
 	}
+	started := procStartTime(pid)
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		logf("kill %d: %v", pid, err)
 		return 1
 	}
 	deadline := time.Now().Add(*timeout)
-	for alive() {
+	for {
+		// Gone, or a zombie: it has finished its cleanup either way.
+		if procStartTime(pid) != started {
+			return 0
+		}
 		if time.Now().After(deadline) {
 			logf("launcher %d still running after %v", pid, *timeout)
 			return 1
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return 0
+}
+
+// readLauncherPid reads a launcher.pid file and tells whether that launcher
+// still runs. A removed file (the launcher cleaned up) means it does not.
+func readLauncherPid(path string) (pid int, alive bool, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false, err
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0, false, fmt.Errorf("%s: empty", path)
+	}
+	if pid, err = strconv.Atoi(fields[0]); err != nil || pid <= 1 {
+		return 0, false, fmt.Errorf("%s: bad content %q", path, data)
+	}
+	st := procStartTime(pid)
+	return pid, st != "" && (len(fields) < 2 || st == fields[1]), nil
 }

@@ -1,0 +1,1 @@
+//! Fault and reliability tests (being written).

@@ -1,0 +1,1 @@
+//! krew round trip (being written).
