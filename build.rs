@@ -10,13 +10,15 @@ fn main() {
     let mut files = Vec::new();
     collect(&root.join("templates"), &root.join("templates"), &mut files);
     files.sort();
-    let mut out = String::from("/// (name relative to templates/, contents) of every embedded template.\n");
+    let mut out =
+        String::from("/// (name relative to templates/, contents) of every embedded template.\n");
     out.push_str("pub static TEMPLATES: &[(&str, &str)] = &[\n");
     for (rel, abs) in &files {
         let _ = writeln!(out, "    ({rel:?}, include_str!({abs:?})),");
     }
     out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("templates.rs");
+    let dest =
+        Path::new(&std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("templates.rs");
     if let Err(e) = std::fs::write(&dest, out) {
         panic!("cannot write {}: {e}", dest.display());
     }

@@ -253,7 +253,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             num.push(ch);
             continue;
         }
-        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h"))?;
         num.clear();
         total += match ch {
             's' => n,

@@ -126,7 +126,10 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
         ),
         K::Service(s) => Error::new(
             ExitCode::Unreachable,
-            format!("{cluster}: cannot reach the API server: {}", root_cause(&*s)),
+            format!(
+                "{cluster}: cannot reach the API server: {}",
+                root_cause(&*s)
+            ),
         ),
         K::RustlsTls(t) => Error::new(
             ExitCode::Unreachable,

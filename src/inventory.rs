@@ -71,13 +71,21 @@ impl ApplySet {
     /// Reads the parent; None when the set does not exist.
     pub async fn load(&self, cluster: &Cluster) -> Result<Option<ParentState>> {
         let api = self.parent_api(cluster);
-        let Some(cm) = retry(|| api.get_opt(&self.parent)).await.map_err(|e| cluster.err(e))? else {
+        let Some(cm) = retry(|| api.get_opt(&self.parent))
+            .await
+            .map_err(|e| cluster.err(e))?
+        else {
             return Ok(None);
         };
         let ann = cm.metadata.annotations.unwrap_or_default();
         let split = |k: &str| -> BTreeSet<String> {
             ann.get(k)
-                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                .map(|s| {
+                    s.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Some(ParentState {
@@ -111,7 +119,12 @@ impl ApplySet {
         let patch = Patch::Apply(&obj);
         retry(|| api.patch(&self.parent, &pp, &patch))
             .await
-            .map_err(|e| cluster.err(e).context(format!("ApplySet parent ConfigMap {PARENT_NAMESPACE}/{}", self.parent)))?;
+            .map_err(|e| {
+                cluster.err(e).context(format!(
+                    "ApplySet parent ConfigMap {PARENT_NAMESPACE}/{}",
+                    self.parent
+                ))
+            })?;
         Ok(())
     }
 
@@ -141,20 +154,34 @@ impl ApplySet {
                     // the kind is gone (its CRD was deleted): no members left
                     return Ok(Vec::new());
                 };
-                let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(cluster.client.clone(), &k.resource);
+                let api: kube::Api<kube::api::DynamicObject> =
+                    kube::Api::all_with(cluster.client.clone(), &k.resource);
                 let lp = ListParams::default().labels(&selector);
-                let list = retry(|| api.list_metadata(&lp)).await.map_err(|e| cluster.err(e))?;
+                let list = retry(|| api.list_metadata(&lp))
+                    .await
+                    .map_err(|e| cluster.err(e))?;
                 Ok::<_, crate::error::Error>(
                     list.items
                         .into_iter()
                         .map(|o| {
                             let labels = o.metadata.labels.clone().unwrap_or_default();
                             (
-                                (gk.clone(), o.metadata.namespace.clone(), o.metadata.name.clone().unwrap_or_default()),
+                                (
+                                    gk.clone(),
+                                    o.metadata.namespace.clone(),
+                                    o.metadata.name.clone().unwrap_or_default(),
+                                ),
                                 Member {
                                     kind: k.clone(),
-                                    resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
-                                    component: labels.get(crate::render::COMPONENT_LABEL).cloned().unwrap_or_default(),
+                                    resource_version: o
+                                        .metadata
+                                        .resource_version
+                                        .clone()
+                                        .unwrap_or_default(),
+                                    component: labels
+                                        .get(crate::render::COMPONENT_LABEL)
+                                        .cloned()
+                                        .unwrap_or_default(),
                                 },
                             )
                         })
@@ -183,7 +210,11 @@ mod tests {
     #[test]
     fn id_follows_kep_3659() {
         let set = ApplySet::new("demo");
-        assert!(set.id.starts_with("applyset-") && set.id.ends_with("-v1"), "{}", set.id);
+        assert!(
+            set.id.starts_with("applyset-") && set.id.ends_with("-v1"),
+            "{}",
+            set.id
+        );
         // 32 bytes of sha256 in unpadded base64url are 43 characters
         assert_eq!(set.id.len(), "applyset-".len() + 43 + "-v1".len());
         assert!(!set.id.contains('=') && !set.id.contains('+') && !set.id.contains('/'));

@@ -10,7 +10,9 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => std::process::ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    std::process::ExitCode::SUCCESS
+                }
                 _ => std::process::ExitCode::from(ExitCode::Invalid as u8),
             };
         }
@@ -19,7 +21,11 @@ fn main() -> std::process::ExitCode {
     if let Command::Version(_) | Command::Completion(_) = cli.command {
         return finish(futures::executor::block_on(kubectl_nautes::run(cli)));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -81,7 +81,10 @@ impl Progress {
                         "debug" => "90",
                         _ => "1",
                     };
-                    let _ = writeln!(err, "\x1b[90m[{elapsed:6.1}s]\x1b[0m \x1b[{c}m{mark}\x1b[0m {step}: {message}");
+                    let _ = writeln!(
+                        err,
+                        "\x1b[90m[{elapsed:6.1}s]\x1b[0m \x1b[{c}m{mark}\x1b[0m {step}: {message}"
+                    );
                 } else {
                     let _ = writeln!(err, "[{elapsed:6.1}s] {mark} {step}: {message}");
                 }
@@ -116,11 +119,13 @@ impl Progress {
 pub fn print_value<T: Serialize>(value: &T, format: OutputFormat) -> crate::error::Result<()> {
     let text = match format {
         OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(value).map_err(|e| crate::error::Error::internal(e.to_string()))?;
+            let mut s = serde_json::to_string_pretty(value)
+                .map_err(|e| crate::error::Error::internal(e.to_string()))?;
             s.push('\n');
             s
         }
-        _ => serde_saphyr::to_string(value).map_err(|e| crate::error::Error::internal(e.to_string()))?,
+        _ => serde_saphyr::to_string(value)
+            .map_err(|e| crate::error::Error::internal(e.to_string()))?,
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
@@ -149,7 +154,11 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
         s.trim_end().to_string()
     };
-    let _ = writeln!(out, "{}", line(header.iter().map(|h| h.to_string()).collect()));
+    let _ = writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    );
     for r in rows {
         let _ = writeln!(out, "{}", line(r.clone()));
     }

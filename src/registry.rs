@@ -10,8 +10,8 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -95,7 +95,11 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credential(secret {}, token <redacted>)", self.secret_name)
+        write!(
+            f,
+            "Credential(secret {}, token <redacted>)",
+            self.secret_name
+        )
     }
 }
 
@@ -136,7 +140,11 @@ impl Registry {
     /// others may share it).
     pub async fn ensure_namespace(&self, name: &str) -> Result<()> {
         let api: Api<Namespace> = Api::all(self.cluster.client.clone());
-        if retry(|| api.get_opt(name)).await.map_err(|e| self.cluster.err(e))?.is_some() {
+        if retry(|| api.get_opt(name))
+            .await
+            .map_err(|e| self.cluster.err(e))?
+            .is_some()
+        {
             return Ok(());
         }
         let ns = Namespace {
@@ -150,7 +158,10 @@ impl Registry {
         match retry(|| api.create(&pp, &ns)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(self.cluster.err(e).context(format!("creating namespace {name}"))),
+            Err(e) => Err(self
+                .cluster
+                .err(e)
+                .context(format!("creating namespace {name}"))),
         }
     }
 
@@ -159,7 +170,10 @@ impl Registry {
     pub async fn get(&self, name: &str) -> Result<Option<Record>> {
         let api = self.records();
         let rn = record_name(name);
-        let Some(cm) = retry(|| api.get_opt(&rn)).await.map_err(|e| self.cluster.err(e))? else {
+        let Some(cm) = retry(|| api.get_opt(&rn))
+            .await
+            .map_err(|e| self.cluster.err(e))?
+        else {
             return Ok(None);
         };
         if !is_ours(&cm.metadata) {
@@ -170,11 +184,17 @@ impl Registry {
         }
         let data = cm.data.unwrap_or_default();
         let text = data.get("record.json").ok_or_else(|| {
-            Error::refused(format!("registration record {}/{rn} has no record.json", self.namespace))
+            Error::refused(format!(
+                "registration record {}/{rn} has no record.json",
+                self.namespace
+            ))
         })?;
-        serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| Error::internal(format!("registration record {}/{rn} cannot be read: {e}", self.namespace)))
+        serde_json::from_str(text).map(Some).map_err(|e| {
+            Error::internal(format!(
+                "registration record {}/{rn} cannot be read: {e}",
+                self.namespace
+            ))
+        })
     }
 
     pub async fn list(&self) -> Result<Vec<Record>> {
@@ -204,21 +224,30 @@ impl Registry {
         let mut labels = BTreeMap::from([
             (MANAGED_BY.to_string(), MANAGER.to_string()),
             (CLUSTER_LABEL.to_string(), record.name.clone()),
-            (USAGE_LABEL.to_string(), usage_str(record.spec.usage).to_string()),
+            (
+                USAGE_LABEL.to_string(),
+                usage_str(record.spec.usage).to_string(),
+            ),
         ]);
         if let Some(h) = &record.spec.host_cluster {
             labels.insert(HOST_LABEL.to_string(), h.clone());
         }
-        let text = serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))?;
         let obj = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": rn, "namespace": self.namespace, "labels": labels},
             "data": {"record.json": text, "state": record.state.to_string()},
         });
-        let (pp, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&obj));
-        retry(|| api.patch(&rn, &pp, &patch))
-            .await
-            .map_err(|e| self.cluster.err(e).context(format!("saving record {}/{rn}", self.namespace)))?;
+        let (pp, patch) = (
+            PatchParams::apply(FIELD_MANAGER).force(),
+            Patch::Apply(&obj),
+        );
+        retry(|| api.patch(&rn, &pp, &patch)).await.map_err(|e| {
+            self.cluster
+                .err(e)
+                .context(format!("saving record {}/{rn}", self.namespace))
+        })?;
         Ok(())
     }
 
@@ -278,10 +307,15 @@ impl Registry {
             "type": "Opaque",
             "stringData": {"name": spec.name, "server": spec.api_server, "config": config},
         });
-        let (pp, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&obj));
-        retry(|| api.patch(&sn, &pp, &patch))
-            .await
-            .map_err(|e| self.cluster.err(e).context(format!("saving Secret {ARGOCD_NAMESPACE}/{sn}")))?;
+        let (pp, patch) = (
+            PatchParams::apply(FIELD_MANAGER).force(),
+            Patch::Apply(&obj),
+        );
+        retry(|| api.patch(&sn, &pp, &patch)).await.map_err(|e| {
+            self.cluster
+                .err(e)
+                .context(format!("saving Secret {ARGOCD_NAMESPACE}/{sn}"))
+        })?;
         Ok(())
     }
 
@@ -289,16 +323,25 @@ impl Registry {
     pub async fn argocd_credential(&self, name: &str) -> Result<Option<(String, Credential)>> {
         let api = self.argocd();
         let sn = record_name(name);
-        let Some(s) = retry(|| api.get_opt(&sn)).await.map_err(|e| self.cluster.err(e))? else {
+        let Some(s) = retry(|| api.get_opt(&sn))
+            .await
+            .map_err(|e| self.cluster.err(e))?
+        else {
             return Ok(None);
         };
         let data = s.data.unwrap_or_default();
-        let get = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        let get = |k: &str| {
+            data.get(k)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        };
         let (Some(server), Some(config)) = (get("server"), get("config")) else {
             return Ok(None);
         };
-        let v: serde_json::Value = serde_json::from_str(&config)
-            .map_err(|_| Error::internal(format!("Secret {ARGOCD_NAMESPACE}/{sn}: config is not JSON")))?;
+        let v: serde_json::Value = serde_json::from_str(&config).map_err(|_| {
+            Error::internal(format!(
+                "Secret {ARGOCD_NAMESPACE}/{sn}: config is not JSON"
+            ))
+        })?;
         let token = v["bearerToken"].as_str().unwrap_or_default().to_string();
         Ok(Some((
             server,
@@ -332,11 +375,15 @@ impl Registry {
         };
         let api: Api<kube::api::DynamicObject> = Api::all_with(self.cluster.client.clone(), &ar);
         let lp = ListParams::default();
-        let list = retry(|| api.list(&lp)).await.map_err(|e| self.cluster.err(e))?;
+        let list = retry(|| api.list(&lp))
+            .await
+            .map_err(|e| self.cluster.err(e))?;
         let mut out = Vec::new();
         for a in list.items {
             let d = &a.data["spec"]["destination"];
-            let hit = d["server"].as_str().is_some_and(|s| s.trim_end_matches('/') == server)
+            let hit = d["server"]
+                .as_str()
+                .is_some_and(|s| s.trim_end_matches('/') == server)
                 || d["name"].as_str() == Some(name);
             if hit {
                 out.push(format!(
@@ -370,7 +417,11 @@ pub const LEASE_SECONDS: i32 = 15;
 fn holder() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown-host".into());
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown-user".into());
     format!("{user}@{host} pid {}", std::process::id())
@@ -385,7 +436,10 @@ impl Lock {
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some(BTreeMap::from([(MANAGED_BY.to_string(), MANAGER.to_string())])),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_BY.to_string(),
+                    MANAGER.to_string(),
+                )])),
                 ..Default::default()
             },
             spec: Some(LeaseSpec {
@@ -422,7 +476,11 @@ impl Lock {
                     e => cluster.err(e),
                 })?;
             }
-            Err(e) => return Err(cluster.err(e).context(format!("taking the lock Lease {namespace}/{name}"))),
+            Err(e) => {
+                return Err(cluster
+                    .err(e)
+                    .context(format!("taking the lock Lease {namespace}/{name}")));
+            }
         }
         let renew = {
             let api = api.clone();
@@ -431,7 +489,9 @@ impl Lock {
                 loop {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     let patch = json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
-                    let _ = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                    let _ = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
                 }
             })
         };
@@ -454,7 +514,12 @@ impl Lock {
 /// Finds or mints the ServiceAccount token for nautes-manager in a runtime
 /// cluster (a `kubernetes.io/service-account-token` Secret, filled by the
 /// cluster's token controller), and returns it with the cluster's CA.
-pub async fn ensure_credential(runtime: &Cluster, cluster_name: &str, fresh: bool, timeout: Duration) -> Result<Credential> {
+pub async fn ensure_credential(
+    runtime: &Cluster,
+    cluster_name: &str,
+    fresh: bool,
+    timeout: Duration,
+) -> Result<Credential> {
     let api: Api<Secret> = Api::namespaced(runtime.client.clone(), CREDENTIAL_NAMESPACE);
     let lp = ListParams::default().labels(&format!("{CREDENTIAL_LABEL}={CREDENTIAL_ACCOUNT}"));
     let existing = retry(|| api.list(&lp)).await.map_err(|e| runtime.err(e))?;
@@ -485,9 +550,11 @@ pub async fn ensure_credential(runtime: &Cluster, cluster_name: &str, fresh: boo
         ..Default::default()
     };
     let pp = PostParams::default();
-    retry(|| api.create(&pp, &secret))
-        .await
-        .map_err(|e| runtime.err(e).context(format!("creating the token Secret {CREDENTIAL_NAMESPACE}/{name}")))?;
+    retry(|| api.create(&pp, &secret)).await.map_err(|e| {
+        runtime.err(e).context(format!(
+            "creating the token Secret {CREDENTIAL_NAMESPACE}/{name}"
+        ))
+    })?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let s = retry(|| api.get(&name)).await.map_err(|e| runtime.err(e))?;
@@ -551,7 +618,12 @@ fn credential_of(s: &Secret) -> Option<Credential> {
 fn suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     let mut n = h.finish();
     let alphabet = b"bcdfghjklmnpqrstvwxz2456789";

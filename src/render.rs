@@ -102,7 +102,10 @@ pub fn host_port(url: &str) -> (String, u16) {
     if let Some(stripped) = authority.strip_prefix('[') {
         // [v6]:port
         let (h, p) = stripped.split_once(']').unwrap_or((stripped, ""));
-        let port = p.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default);
+        let port = p
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default);
         return (h.to_string(), port);
     }
     match authority.rsplit_once(':') {
@@ -121,7 +124,11 @@ pub fn render_template(env: &Environment<'_>, name: &str, ctx: &Value) -> Result
 }
 
 /// The values YAML for one component.
-pub fn component_values(env: &Environment<'_>, spec: &ClusterSpec, c: &Component) -> Result<String> {
+pub fn component_values(
+    env: &Environment<'_>,
+    spec: &ClusterSpec,
+    c: &Component,
+) -> Result<String> {
     let ctx = json!({
         "cluster": context(spec),
         "component": {"name": c.name, "namespace": c.namespace, "release": c.release, "category": c.category},
@@ -173,7 +180,10 @@ fn flatten(doc: Value, out: &mut Vec<Value>) {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 120 {
-        format!("{}…", &s[..s.char_indices().take(120).last().map_or(0, |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().take(120).last().map_or(0, |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -205,10 +215,14 @@ pub fn chart_args(c: &Component, charts_dir: Option<&Path>) -> Result<Vec<String
                 )))
             }
         }
-        None if !c.chart.repository.starts_with("oci://") && c.chart.repository.contains("/tree/") => Err(Error::missing(format!(
-            "chart {} {} of component {} is not published in a Helm repository (only in git at {}): package it with `helm package` and pass its directory with --charts-dir",
-            c.chart.name, c.chart.version, c.name, c.chart.repository
-        ))),
+        None if !c.chart.repository.starts_with("oci://")
+            && c.chart.repository.contains("/tree/") =>
+        {
+            Err(Error::missing(format!(
+                "chart {} {} of component {} is not published in a Helm repository (only in git at {}): package it with `helm package` and pass its directory with --charts-dir",
+                c.chart.name, c.chart.version, c.name, c.chart.repository
+            )))
+        }
         None => Ok(vec![
             c.chart.name.clone(),
             "--repo".into(),
@@ -252,12 +266,7 @@ pub async fn helm_template(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| {
-            Error::missing(format!(
-                "cannot run helm at {}: {e}",
-                opts.helm.display()
-            ))
-        })?;
+        .map_err(|e| Error::missing(format!("cannot run helm at {}: {e}", opts.helm.display())))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(values.as_bytes()).await?;
         drop(stdin);
@@ -290,7 +299,10 @@ pub fn find_helm(flag: Option<&Path>) -> Result<PathBuf> {
             if p.is_file() {
                 Ok(p.to_path_buf())
             } else {
-                Err(Error::missing(format!("--helm {}: no such file", p.display())))
+                Err(Error::missing(format!(
+                    "--helm {}: no such file",
+                    p.display()
+                )))
             }
         }
         None => which::which("helm").map_err(|_| {
@@ -348,7 +360,10 @@ pub async fn render_stage(
         for mut o in objects {
             if o["kind"] == "Namespace" {
                 // charts should not create namespaces; the plugin does
-                if namespaces.iter().any(|(n, _)| o["metadata"]["name"] == n.as_str()) {
+                if namespaces
+                    .iter()
+                    .any(|(n, _)| o["metadata"]["name"] == n.as_str())
+                {
                     continue;
                 }
             }
@@ -366,9 +381,15 @@ pub async fn render_stage(
         let text = render_template(env, &format!("manifests/{m}"), &ctx)?;
         let component = m.trim_end_matches(".yaml.j2").to_string();
         for mut o in parse_objects(&format!("template manifests/{m}"), &text)? {
-            let ns = o["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+            let ns = o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
             if o["kind"] == "Namespace" {
-                let n = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let n = o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 if !namespaces.iter().any(|(x, _)| *x == n) {
                     namespaces.push((n, component.clone()));
                 }
@@ -410,7 +431,10 @@ pub async fn render_plan(
     let default = KubeInfo::default();
     for stage in &plan.stages {
         let info = kube.get(&stage.target).unwrap_or(&default);
-        out.push((stage.target, render_stage(&env, spec, stage, opts, info).await?));
+        out.push((
+            stage.target,
+            render_stage(&env, spec, stage, opts, info).await?,
+        ));
     }
     Ok(out)
 }
@@ -436,9 +460,15 @@ mod tests {
 
     #[test]
     fn host_port_handles_ipv4_ipv6_and_default_ports() {
-        assert_eq!(host_port("https://10.0.0.5:6443"), ("10.0.0.5".into(), 6443));
+        assert_eq!(
+            host_port("https://10.0.0.5:6443"),
+            ("10.0.0.5".into(), 6443)
+        );
         assert_eq!(host_port("https://[::1]:31443"), ("::1".into(), 31443));
-        assert_eq!(host_port("https://example.com"), ("example.com".into(), 443));
+        assert_eq!(
+            host_port("https://example.com"),
+            ("example.com".into(), 443)
+        );
         assert_eq!(host_port("http://example.com"), ("example.com".into(), 80));
     }
 
@@ -446,7 +476,10 @@ mod tests {
     fn parse_objects_drops_empty_documents_and_flattens_lists() {
         let text = "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n";
         let objs = parse_objects("t", text).expect("parses");
-        let names: Vec<_> = objs.iter().map(|o| o["metadata"]["name"].as_str().unwrap_or("")).collect();
+        let names: Vec<_> = objs
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 

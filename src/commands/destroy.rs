@@ -50,7 +50,10 @@ pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
     let Some(mut record) = registry.get(&args.name).await? else {
         return Err(Error::new(
             ExitCode::Refused,
-            format!("cluster {} is not registered in the management cluster (namespace {})", args.name, registry.namespace),
+            format!(
+                "cluster {} is not registered in the management cluster (namespace {})",
+                args.name, registry.namespace
+            ),
         ));
     };
     let dry = args.dry_run != DryRun::None;
@@ -67,10 +70,19 @@ pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
             )));
         }
     }
-    let apps = registry.applications_targeting(&spec.name, &spec.api_server).await?;
+    let apps = registry
+        .applications_targeting(&spec.name, &spec.api_server)
+        .await?;
     if !apps.is_empty() {
         if args.force {
-            p.warn("preflight", format!("--force: {} Argo CD Application(s) still deploy to it: {}", apps.len(), apps.join(", ")));
+            p.warn(
+                "preflight",
+                format!(
+                    "--force: {} Argo CD Application(s) still deploy to it: {}",
+                    apps.len(),
+                    apps.join(", ")
+                ),
+            );
         } else {
             return Err(Error::refused(format!(
                 "cluster {} still receives deployments from {} Argo CD Application(s) in the management cluster: {}; remove them first, or pass --force",
@@ -92,13 +104,27 @@ pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
                     println!("{d} (dry run)");
                 }
             }
-            println!("cluster/{} {}", result.name, if dry { "would be destroyed" } else { "destroyed" });
+            println!(
+                "cluster/{} {}",
+                result.name,
+                if dry {
+                    "would be destroyed"
+                } else {
+                    "destroyed"
+                }
+            );
         }
     }
     Ok(())
 }
 
-async fn destroy_locked(ctx: &Ctx, args: &DestroyArgs, registry: &Registry, record: &mut Record, dry: bool) -> Result<DestroyResult> {
+async fn destroy_locked(
+    ctx: &Ctx,
+    args: &DestroyArgs,
+    registry: &Registry,
+    record: &mut Record,
+    dry: bool,
+) -> Result<DestroyResult> {
     let p = &ctx.progress;
     let spec = record.spec.clone();
     let mut deleted = Vec::new();
@@ -115,12 +141,25 @@ async fn destroy_locked(ctx: &Ctx, args: &DestroyArgs, registry: &Registry, reco
                     deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?);
                 }
                 Access::Unreachable(e) if args.force => {
-                    p.warn("destroy", format!("{e}; --force: forgetting the registration without cleaning the cluster"));
+                    p.warn(
+                        "destroy",
+                        format!(
+                            "{e}; --force: forgetting the registration without cleaning the cluster"
+                        ),
+                    );
                 }
                 Access::Unreachable(e) => {
-                    return Err(Error::new(e.code, format!("{e}; the cluster was not changed (pass --force to only forget its registration)")));
+                    return Err(Error::new(
+                        e.code,
+                        format!(
+                            "{e}; the cluster was not changed (pass --force to only forget its registration)"
+                        ),
+                    ));
                 }
-                Access::Unknown => p.info("destroy", "no credential was minted: nothing was installed by a completed step"),
+                Access::Unknown => p.info(
+                    "destroy",
+                    "no credential was minted: nothing was installed by a completed step",
+                ),
             }
         }
         ClusterType::Virtual => {
@@ -128,7 +167,9 @@ async fn destroy_locked(ctx: &Ctx, args: &DestroyArgs, registry: &Registry, reco
             let host_c = host_cluster(registry, &host, ctx).await?;
             // components inside the virtual cluster, if it still answers
             match runtime_access(registry, &spec.name, &spec.api_server, ctx).await {
-                Access::Token(c) => deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?),
+                Access::Token(c) => {
+                    deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?)
+                }
                 Access::Unreachable(e) => {
                     // try the vcluster's own kubeconfig before giving up on the inside
                     match virtual_cluster(&host_c, &spec, Duration::from_secs(2), ctx).await {
@@ -139,9 +180,21 @@ async fn destroy_locked(ctx: &Ctx, args: &DestroyArgs, registry: &Registry, reco
                         ),
                     }
                 }
-                Access::Unknown => match virtual_cluster(&host_c, &spec, Duration::from_secs(2), ctx).await {
-                    Ok((c, _)) => deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?),
-                    Err(_) => p.info("destroy", "the virtual cluster never became reachable: nothing inside it to remove"),
+                Access::Unknown => match virtual_cluster(
+                    &host_c,
+                    &spec,
+                    Duration::from_secs(2),
+                    ctx,
+                )
+                .await
+                {
+                    Ok((c, _)) => {
+                        deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?)
+                    }
+                    Err(_) => p.info(
+                        "destroy",
+                        "the virtual cluster never became reachable: nothing inside it to remove",
+                    ),
                 },
             }
             // the vcluster, its Service, PVCs and namespace in the host
@@ -157,7 +210,13 @@ async fn destroy_locked(ctx: &Ctx, args: &DestroyArgs, registry: &Registry, reco
     }
     registry.delete_argocd_secret(&spec.name).await?;
     registry.delete(&spec.name).await?;
-    p.done("destroy", format!("Argo CD cluster Secret and registration record of {} removed", spec.name));
+    p.done(
+        "destroy",
+        format!(
+            "Argo CD cluster Secret and registration record of {} removed",
+            spec.name
+        ),
+    );
     Ok(DestroyResult {
         name: spec.name.clone(),
         dry_run: false,
@@ -172,7 +231,13 @@ async fn runtime_access(registry: &Registry, name: &str, api_server: &str, ctx: 
         Err(e) => return Access::Unreachable(e),
     };
     let kc = registry::token_kubeconfig(name, api_server, &cred);
-    let c = match Cluster::from_kubeconfig_text(&format!("runtime cluster {name}"), &kc, ctx.connect_options()).await {
+    let c = match Cluster::from_kubeconfig_text(
+        &format!("runtime cluster {name}"),
+        &kc,
+        ctx.connect_options(),
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => return Access::Unreachable(e),
     };
@@ -185,15 +250,35 @@ async fn runtime_access(registry: &Registry, name: &str, api_server: &str, ctx: 
 /// Deletes every member of the set in a cluster, then the parent. With
 /// `own_credential`, the client acts with the nautes-manager token, whose
 /// namespace goes last.
-async fn remove_set(ctx: &Ctx, cluster: &Cluster, set: &ApplySet, args: &DestroyArgs, dry: bool, own_credential: bool) -> Result<Vec<String>> {
+async fn remove_set(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    set: &ApplySet,
+    args: &DestroyArgs,
+    dry: bool,
+    own_credential: bool,
+) -> Result<Vec<String>> {
     let p = &ctx.progress;
     let kinds = Kinds::discover(cluster).await?;
     let Some(state) = set.load(cluster).await? else {
-        p.info("destroy", format!("{}: no inventory (ApplySet parent {}) found: nothing to remove", cluster.label, set.parent));
+        p.info(
+            "destroy",
+            format!(
+                "{}: no inventory (ApplySet parent {}) found: nothing to remove",
+                cluster.label, set.parent
+            ),
+        );
         return Ok(Vec::new());
     };
     let members = set.members(cluster, &kinds, &state.group_kinds).await?;
-    p.info("destroy", format!("{}: {} object(s) in the inventory", cluster.label, members.len()));
+    p.info(
+        "destroy",
+        format!(
+            "{}: {} object(s) in the inventory",
+            cluster.label,
+            members.len()
+        ),
+    );
 
     // custom resources that others created would go with our CRDs
     let foreign = foreign_custom_resources(cluster, &kinds, set, &members).await?;
@@ -212,10 +297,15 @@ async fn remove_set(ctx: &Ctx, cluster: &Cluster, set: &ApplySet, args: &Destroy
     let is_credential = |k: &ObjectKey| {
         (k.0 == "Namespace" && k.2 == registry::CREDENTIAL_NAMESPACE)
             || (k.1.as_deref() == Some(registry::CREDENTIAL_NAMESPACE))
-            || (k.0 == "ClusterRoleBinding.rbac.authorization.k8s.io" && k.2 == registry::CREDENTIAL_ACCOUNT)
+            || (k.0 == "ClusterRoleBinding.rbac.authorization.k8s.io"
+                && k.2 == registry::CREDENTIAL_ACCOUNT)
     };
-    let (last, rest): (BTreeMap<ObjectKey, Member>, BTreeMap<ObjectKey, Member>) = if own_credential {
-        members.clone().into_iter().partition(|(k, _)| is_credential(k))
+    let (last, rest): (BTreeMap<ObjectKey, Member>, BTreeMap<ObjectKey, Member>) = if own_credential
+    {
+        members
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| is_credential(k))
     } else {
         (BTreeMap::new(), members.clone())
     };
@@ -223,19 +313,35 @@ async fn remove_set(ctx: &Ctx, cluster: &Cluster, set: &ApplySet, args: &Destroy
     let label = cluster.label.clone();
     delete::delete_members(cluster, &rest, args.timeout, dry, &|k| {
         if !dry {
-            p.change("destroy", format!("{label}: {} deleted", delete::describe_key(k)));
+            p.change(
+                "destroy",
+                format!("{label}: {} deleted", delete::describe_key(k)),
+            );
         }
     })
     .await?;
-    deleted.extend(rest.keys().map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))));
+    deleted.extend(
+        rest.keys()
+            .map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))),
+    );
     if !dry {
         set.delete_parent(cluster).await?;
     }
     if !last.is_empty() {
-        deleted.extend(last.keys().map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))));
+        deleted.extend(
+            last.keys()
+                .map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))),
+        );
         if !dry {
             remove_credential(cluster, &last, args.timeout).await?;
-            p.change("destroy", format!("{}: namespace {} and the nautes-manager credential removed", cluster.label, registry::CREDENTIAL_NAMESPACE));
+            p.change(
+                "destroy",
+                format!(
+                    "{}: namespace {} and the nautes-manager credential removed",
+                    cluster.label,
+                    registry::CREDENTIAL_NAMESPACE
+                ),
+            );
         }
     }
     Ok(deleted)
@@ -245,7 +351,11 @@ async fn remove_set(ctx: &Ctx, cluster: &Cluster, set: &ApplySet, args: &Destroy
 /// is owned by the namespace (garbage-collected with it), so deleting the
 /// namespace is the last request; once its ServiceAccount is gone the token
 /// stops authenticating, which is how the end is observed.
-async fn remove_credential(cluster: &Cluster, last: &BTreeMap<ObjectKey, Member>, timeout: Duration) -> Result<()> {
+async fn remove_credential(
+    cluster: &Cluster,
+    last: &BTreeMap<ObjectKey, Member>,
+    timeout: Duration,
+) -> Result<()> {
     let ns_key = last.keys().find(|k| k.0 == "Namespace").cloned();
     let Some(ns_key) = ns_key else {
         return Ok(());
@@ -280,22 +390,49 @@ async fn remove_credential(cluster: &Cluster, last: &BTreeMap<ObjectKey, Member>
 }
 
 /// Custom resources of the set's CRDs that are not members of the set.
-async fn foreign_custom_resources(cluster: &Cluster, kinds: &Kinds, set: &ApplySet, members: &BTreeMap<ObjectKey, Member>) -> Result<Vec<String>> {
+async fn foreign_custom_resources(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    set: &ApplySet,
+    members: &BTreeMap<ObjectKey, Member>,
+) -> Result<Vec<String>> {
     let crd_gk = "CustomResourceDefinition.apiextensions.k8s.io";
-    let crds: BTreeSet<&str> = members.keys().filter(|k| k.0 == crd_gk).map(|k| k.2.as_str()).collect();
+    let crds: BTreeSet<&str> = members
+        .keys()
+        .filter(|k| k.0 == crd_gk)
+        .map(|k| k.2.as_str())
+        .collect();
     let mut out = Vec::new();
     for crd in crds {
         // plural.group
-        let Some((plural, group)) = crd.split_once('.') else { continue };
-        let Some(g) = kinds_group(kinds, group) else { continue };
-        let Some((ar, _)) = g.into_iter().find(|(ar, _)| ar.plural == plural) else { continue };
-        let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(cluster.client.clone(), &ar);
+        let Some((plural, group)) = crd.split_once('.') else {
+            continue;
+        };
+        let Some(g) = kinds_group(kinds, group) else {
+            continue;
+        };
+        let Some((ar, _)) = g.into_iter().find(|(ar, _)| ar.plural == plural) else {
+            continue;
+        };
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::all_with(cluster.client.clone(), &ar);
         let lp = ListParams::default();
-        let list = retry(|| api.list_metadata(&lp)).await.map_err(|e| cluster.err(e))?;
+        let list = retry(|| api.list_metadata(&lp))
+            .await
+            .map_err(|e| cluster.err(e))?;
         for o in list.items {
-            let ours = o.metadata.labels.as_ref().and_then(|l| l.get(PART_OF)).is_some_and(|v| *v == set.id);
+            let ours = o
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(PART_OF))
+                .is_some_and(|v| *v == set.id);
             if !ours {
-                out.push(crate::k8s::describe(&ar.kind, o.metadata.namespace.as_deref(), o.metadata.name.as_deref().unwrap_or("")));
+                out.push(crate::k8s::describe(
+                    &ar.kind,
+                    o.metadata.namespace.as_deref(),
+                    o.metadata.name.as_deref().unwrap_or(""),
+                ));
             }
         }
     }
@@ -303,6 +440,14 @@ async fn foreign_custom_resources(cluster: &Cluster, kinds: &Kinds, set: &ApplyS
     Ok(out)
 }
 
-fn kinds_group(kinds: &Kinds, group: &str) -> Option<Vec<(kube::discovery::ApiResource, kube::discovery::ApiCapabilities)>> {
+fn kinds_group(
+    kinds: &Kinds,
+    group: &str,
+) -> Option<
+    Vec<(
+        kube::discovery::ApiResource,
+        kube::discovery::ApiCapabilities,
+    )>,
+> {
     kinds.group_resources(group)
 }

@@ -22,7 +22,7 @@ pub fn version(args: &VersionArgs) -> Result<()> {
         "version": env!("CARGO_PKG_VERSION"),
         "gitCommit": env!("NAUTES_GIT_COMMIT"),
         "kubernetesApi": KUBERNETES_API,
-        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        "platform": format!("{}/{}", std::env::consts::OS, arch()),
     });
     match args.output {
         Some(f @ (OutputFormat::Json | OutputFormat::Yaml)) => print_value(&v, f),
@@ -33,17 +33,31 @@ pub fn version(args: &VersionArgs) -> Result<()> {
                 env!("NAUTES_GIT_COMMIT"),
                 KUBERNETES_API,
                 std::env::consts::OS,
-                std::env::consts::ARCH
+                arch()
             );
             Ok(())
         }
     }
 }
 
+/// The architecture as Go and Kubernetes name it.
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 pub fn completion(args: &CompletionArgs) -> Result<()> {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "kubectl-nautes", &mut std::io::stdout());
+    clap_complete::generate(
+        args.shell,
+        &mut cmd,
+        "kubectl-nautes",
+        &mut std::io::stdout(),
+    );
     Ok(())
 }
 
@@ -51,7 +65,9 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let registry = ctx.registry().await?;
     let records = registry.list().await?;
     match args.output {
-        OutputFormat::Json | OutputFormat::Yaml => print_value(&json!({"items": records}), args.output),
+        OutputFormat::Json | OutputFormat::Yaml => {
+            print_value(&json!({"items": records}), args.output)
+        }
         OutputFormat::Name => {
             for r in &records {
                 println!("cluster/{}", r.name);
@@ -60,7 +76,10 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         }
         OutputFormat::Table => {
             if records.is_empty() {
-                eprintln!("No clusters are registered (namespace {}).", registry.namespace);
+                eprintln!(
+                    "No clusters are registered (namespace {}).",
+                    registry.namespace
+                );
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = records
@@ -73,14 +92,28 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                             crate::spec::Usage::Host => "host".into(),
                             crate::spec::Usage::Worker => "worker".into(),
                         },
-                        r.spec.host_cluster.clone().unwrap_or_else(|| "<none>".into()),
+                        r.spec
+                            .host_cluster
+                            .clone()
+                            .unwrap_or_else(|| "<none>".into()),
                         r.spec.api_server.clone(),
                         r.state.to_string(),
                         age(&r.registered_at),
                     ]
                 })
                 .collect();
-            print_table(&["NAME", "KIND", "USAGE", "HOST", "API SERVER", "STATE", "AGE"], &rows);
+            print_table(
+                &[
+                    "NAME",
+                    "KIND",
+                    "USAGE",
+                    "HOST",
+                    "API SERVER",
+                    "STATE",
+                    "AGE",
+                ],
+                &rows,
+            );
             Ok(())
         }
     }
@@ -90,7 +123,10 @@ async fn record(registry: &Registry, name: &str) -> Result<registry::Record> {
     registry.get(name).await?.ok_or_else(|| {
         Error::new(
             ExitCode::Refused,
-            format!("cluster {name} is not registered in the management cluster (namespace {})", registry.namespace),
+            format!(
+                "cluster {name} is not registered in the management cluster (namespace {})",
+                registry.namespace
+            ),
         )
     })
 }
@@ -102,7 +138,13 @@ pub async fn get(ctx: &Ctx, args: &GetArgs) -> Result<()> {
         OutputFormat::Table => {
             print_table(
                 &["NAME", "KIND", "API SERVER", "STATE", "AGE"],
-                &[vec![r.name.clone(), r.kind.clone(), r.spec.api_server.clone(), r.state.to_string(), age(&r.registered_at)]],
+                &[vec![
+                    r.name.clone(),
+                    r.kind.clone(),
+                    r.spec.api_server.clone(),
+                    r.state.to_string(),
+                    age(&r.registered_at),
+                ]],
             );
             Ok(())
         }
@@ -129,42 +171,66 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let set = ApplySet::new(&r.name);
     let mut targets: Vec<(String, Cluster)> = Vec::new();
     if let Some(h) = &r.spec.host_cluster {
-        targets.push(("virtual-host".into(), super::register::host_cluster(&registry, h, ctx).await?));
+        targets.push((
+            "virtual-host".into(),
+            super::register::host_cluster(&registry, h, ctx).await?,
+        ));
     }
     match registry.argocd_credential(&r.name).await? {
         Some((_, cred)) => {
             let kc = registry::token_kubeconfig(&r.name, &r.spec.api_server, &cred);
-            let c = Cluster::from_kubeconfig_text(&format!("runtime cluster {}", r.name), &kc, ctx.connect_options()).await?;
+            let c = Cluster::from_kubeconfig_text(
+                &format!("runtime cluster {}", r.name),
+                &kc,
+                ctx.connect_options(),
+            )
+            .await?;
             targets.push(("runtime".into(), c));
         }
-        None => ctx.progress.warn("status", format!("cluster {} has no credential yet (state {})", r.name, r.state)),
+        None => ctx.progress.warn(
+            "status",
+            format!(
+                "cluster {} has no credential yet (state {})",
+                r.name, r.state
+            ),
+        ),
     }
     let mut rows = Vec::new();
     for (target, c) in &targets {
         let kinds = Kinds::discover(c).await?;
-        let Some(state) = set.load(c).await? else { continue };
+        let Some(state) = set.load(c).await? else {
+            continue;
+        };
         let members = set.members(c, &kinds, &state.group_kinds).await?;
-        let mut by_component: std::collections::BTreeMap<String, ComponentStatus> = Default::default();
+        let mut by_component: std::collections::BTreeMap<String, ComponentStatus> =
+            Default::default();
         for (k, m) in &members {
-            let entry = by_component.entry(m.component.clone()).or_insert_with(|| ComponentStatus {
-                component: m.component.clone(),
-                target: target.clone(),
-                ready: true,
-                objects: 0,
-                reasons: Vec::new(),
-            });
+            let entry =
+                by_component
+                    .entry(m.component.clone())
+                    .or_insert_with(|| ComponentStatus {
+                        component: m.component.clone(),
+                        target: target.clone(),
+                        ready: true,
+                        objects: 0,
+                        reasons: Vec::new(),
+                    });
             entry.objects += 1;
             if !wait::judged(&k.0) {
                 continue;
             }
             let api = crate::k8s::api(&c.client, &m.kind, k.1.as_deref());
             let got = retry(|| api.get_opt(&k.2)).await.map_err(|e| c.err(e))?;
-            let v = got.map(|o| serde_json::to_value(o).unwrap_or_default()).unwrap_or_default();
+            let v = got
+                .map(|o| serde_json::to_value(o).unwrap_or_default())
+                .unwrap_or_default();
             match wait::readiness(&k.0, &v) {
                 Readiness::Ready => {}
                 Readiness::NotReady(why) | Readiness::Failed(why) => {
                     entry.ready = false;
-                    entry.reasons.push(format!("{}: {why}", crate::k8s::delete::describe_key(k)));
+                    entry
+                        .reasons
+                        .push(format!("{}: {why}", crate::k8s::delete::describe_key(k)));
                 }
             }
         }
@@ -183,19 +249,29 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
                     vec![
                         c.component.clone(),
                         c.target.clone(),
-                        if c.ready { "True".into() } else { "False".into() },
+                        if c.ready {
+                            "True".into()
+                        } else {
+                            "False".into()
+                        },
                         c.objects.to_string(),
                         c.reasons.join("; "),
                     ]
                 })
                 .collect();
-            print_table(&["COMPONENT", "TARGET", "READY", "OBJECTS", "REASON"], &table);
+            print_table(
+                &["COMPONENT", "TARGET", "READY", "OBJECTS", "REASON"],
+                &table,
+            );
         }
     }
     if all_ready {
         Ok(())
     } else {
-        Err(Error::new(ExitCode::Timeout, format!("cluster {}: not every component is ready", r.name)))
+        Err(Error::new(
+            ExitCode::Timeout,
+            format!("cluster {}: not every component is ready", r.name),
+        ))
     }
 }
 
@@ -205,21 +281,42 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let lock = registry.lock(&r.name).await?;
     let result = async {
         let (_, old) = registry.argocd_credential(&r.name).await?.ok_or_else(|| {
-            Error::refused(format!("cluster {} has no credential to rotate (state {})", r.name, r.state))
+            Error::refused(format!(
+                "cluster {} has no credential to rotate (state {})",
+                r.name, r.state
+            ))
         })?;
         let kc = registry::token_kubeconfig(&r.name, &r.spec.api_server, &old);
-        let c = Cluster::from_kubeconfig_text(&format!("runtime cluster {}", r.name), &kc, ctx.connect_options()).await?;
-        let mut fresh = registry::ensure_credential(&c, &r.name, true, args.timeout.max(Duration::from_secs(5))).await?;
+        let c = Cluster::from_kubeconfig_text(
+            &format!("runtime cluster {}", r.name),
+            &kc,
+            ctx.connect_options(),
+        )
+        .await?;
+        let mut fresh = registry::ensure_credential(
+            &c,
+            &r.name,
+            true,
+            args.timeout.max(Duration::from_secs(5)),
+        )
+        .await?;
         fresh.ca_data = old.ca_data.clone();
         fresh.insecure = old.insecure;
         registry.save_argocd_secret(&r.spec, &fresh).await?;
         let revoked = registry::revoke_credentials(&c, Some(&fresh.secret_name)).await?;
-        ctx.progress.done("rotate", format!(
-            "new token Secret {}/{}; revoked {}",
-            registry::CREDENTIAL_NAMESPACE,
-            fresh.secret_name,
-            if revoked.is_empty() { "none".to_string() } else { revoked.join(", ") }
-        ));
+        ctx.progress.done(
+            "rotate",
+            format!(
+                "new token Secret {}/{}; revoked {}",
+                registry::CREDENTIAL_NAMESPACE,
+                fresh.secret_name,
+                if revoked.is_empty() {
+                    "none".to_string()
+                } else {
+                    revoked.join(", ")
+                }
+            ),
+        );
         Ok::<_, Error>(())
     }
     .await;

@@ -10,7 +10,9 @@ pub mod stage;
 use std::io::Read;
 use std::path::Path;
 
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use kube::api::PostParams;
 
 use crate::cli::{Global, SpecInput};
@@ -64,8 +66,13 @@ fn read_input(path: &Path) -> Result<(String, String)> {
         return Ok(("-".into(), text));
     }
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::invalid(format!("{label}: cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{label}: is not UTF-8 text; valid: a YAML or JSON document")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::invalid(format!("{label}: cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::invalid(format!(
+            "{label}: is not UTF-8 text; valid: a YAML or JSON document"
+        ))
+    })?;
     Ok((label, text))
 }
 
@@ -100,10 +107,21 @@ pub async fn check_permissions(cluster: &Cluster, wanted: &[Permission<'_>]) -> 
     .await;
     let mut missing = Vec::new();
     for (verb, group, resource, ns, r) in results {
-        let allowed = r.map_err(|e| cluster.err(e))?.status.is_some_and(|s| s.allowed);
+        let allowed = r
+            .map_err(|e| cluster.err(e))?
+            .status
+            .is_some_and(|s| s.allowed);
         if !allowed {
-            let res = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
-            let scope = if ns.is_empty() { "cluster-wide".to_string() } else { format!("in namespace {ns}") };
+            let res = if group.is_empty() {
+                resource.to_string()
+            } else {
+                format!("{resource}.{group}")
+            };
+            let scope = if ns.is_empty() {
+                "cluster-wide".to_string()
+            } else {
+                format!("in namespace {ns}")
+            };
             missing.push(format!("{verb} {res} {scope}"));
         }
     }
@@ -124,15 +142,40 @@ pub async fn check_permissions(cluster: &Cluster, wanted: &[Permission<'_>]) -> 
 
 /// What register needs in a runtime cluster.
 pub const RUNTIME_PERMISSIONS: &[Permission<'static>] = &[
-    ("create", "apiextensions.k8s.io", "customresourcedefinitions", ""),
-    ("patch", "apiextensions.k8s.io", "customresourcedefinitions", ""),
+    (
+        "create",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "",
+    ),
+    (
+        "patch",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "",
+    ),
     ("create", "", "namespaces", ""),
     ("patch", "", "namespaces", ""),
     ("create", "rbac.authorization.k8s.io", "clusterroles", ""),
-    ("create", "rbac.authorization.k8s.io", "clusterrolebindings", ""),
+    (
+        "create",
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "",
+    ),
     ("bind", "rbac.authorization.k8s.io", "clusterroles", ""),
-    ("create", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
-    ("create", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", ""),
+    (
+        "create",
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "",
+    ),
+    (
+        "create",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        "",
+    ),
     ("create", "apps", "deployments", ""),
     ("patch", "apps", "deployments", ""),
     ("create", "", "configmaps", "kube-system"),
@@ -145,7 +188,12 @@ pub const RUNTIME_PERMISSIONS: &[Permission<'static>] = &[
 pub fn management_permissions(ns: &str) -> Vec<(&'static str, &'static str, &'static str, String)> {
     let mut out = Vec::new();
     for verb in ["get", "create", "patch", "delete"] {
-        out.push((verb, "", "secrets", crate::registry::ARGOCD_NAMESPACE.to_string()));
+        out.push((
+            verb,
+            "",
+            "secrets",
+            crate::registry::ARGOCD_NAMESPACE.to_string(),
+        ));
         out.push((verb, "", "configmaps", ns.to_string()));
         out.push((verb, "coordination.k8s.io", "leases", ns.to_string()));
     }
@@ -153,7 +201,13 @@ pub fn management_permissions(ns: &str) -> Vec<(&'static str, &'static str, &'st
 }
 
 /// check_permissions for permissions whose namespace is only known at run time.
-pub async fn check_permissions_owned(cluster: &Cluster, wanted: &[(&'static str, &'static str, &'static str, String)]) -> Result<()> {
-    let refs: Vec<Permission<'_>> = wanted.iter().map(|(v, g, r, n)| (*v, *g, *r, n.as_str())).collect();
+pub async fn check_permissions_owned(
+    cluster: &Cluster,
+    wanted: &[(&'static str, &'static str, &'static str, String)],
+) -> Result<()> {
+    let refs: Vec<Permission<'_>> = wanted
+        .iter()
+        .map(|(v, g, r, n)| (*v, *g, *r, n.as_str()))
+        .collect();
     check_permissions(cluster, &refs).await
 }

@@ -14,7 +14,14 @@ pub async fn render(args: &RenderArgs) -> Result<()> {
     let catalog = Catalog::builtin()?;
     let plan = plan::plan(&spec, &catalog)?;
     if args.plan {
-        return print_value(&plan, if args.output == OutputFormat::Json { OutputFormat::Json } else { OutputFormat::Yaml });
+        return print_value(
+            &plan,
+            if args.output == OutputFormat::Json {
+                OutputFormat::Json
+            } else {
+                OutputFormat::Yaml
+            },
+        );
     }
     let opts = RenderOptions {
         helm: render::find_helm(args.charts.helm.as_deref())?,
@@ -24,7 +31,11 @@ pub async fn render(args: &RenderArgs) -> Result<()> {
         version: Some(args.kube_version.clone()),
         api_versions: Vec::new(),
     };
-    let kube: BTreeMap<Target, KubeInfo> = plan.stages.iter().map(|s| (s.target, info.clone())).collect();
+    let kube: BTreeMap<Target, KubeInfo> = plan
+        .stages
+        .iter()
+        .map(|s| (s.target, info.clone()))
+        .collect();
     let rendered = render::render_plan(&spec, &plan, &opts, &kube).await?;
     let objects: Vec<serde_json::Value> = rendered
         .iter()
@@ -38,7 +49,12 @@ pub fn validate(args: &ValidateArgs) -> Result<()> {
     match args.output {
         Some(f @ (OutputFormat::Json | OutputFormat::Yaml)) => print_value(&spec, f),
         _ => {
-            println!("{}: valid {} {}", args.input.filename.display(), crate::registry::kind_of(&spec), spec.name);
+            println!(
+                "{}: valid {} {}",
+                args.input.filename.display(),
+                crate::registry::kind_of(&spec),
+                spec.name
+            );
             Ok(())
         }
     }

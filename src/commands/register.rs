@@ -9,7 +9,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::stage::{self, Changes, StageOptions, StageReport};
-use super::{Ctx, check_permissions, check_permissions_owned, load_spec, management_permissions, RUNTIME_PERMISSIONS};
+use super::{
+    Ctx, RUNTIME_PERMISSIONS, check_permissions, check_permissions_owned, load_spec,
+    management_permissions,
+};
 use crate::cli::{DiffArgs, DryRun, RegisterArgs};
 use crate::error::{Error, ExitCode, Result};
 use crate::inventory::ApplySet;
@@ -51,10 +54,21 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
 
     // management cluster
     match registry.cluster.version().await {
-        Ok(v) => p.done("preflight", format!("management cluster {} reachable, Kubernetes {v}", registry.cluster.server)),
+        Ok(v) => p.done(
+            "preflight",
+            format!(
+                "management cluster {} reachable, Kubernetes {v}",
+                registry.cluster.server
+            ),
+        ),
         Err(e) => return Err(e),
     }
-    if let Err(e) = check_permissions_owned(&registry.cluster, &management_permissions(&registry.namespace)).await {
+    if let Err(e) = check_permissions_owned(
+        &registry.cluster,
+        &management_permissions(&registry.namespace),
+    )
+    .await
+    {
         problems.push(e);
     }
     match registry.get(&spec.name).await {
@@ -67,7 +81,13 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
                     registry::kind_of(spec)
                 )));
             } else {
-                p.info("preflight", format!("cluster {} is registered ({}): converging", spec.name, r.state));
+                p.info(
+                    "preflight",
+                    format!(
+                        "cluster {} is registered ({}): converging",
+                        spec.name, r.state
+                    ),
+                );
             }
         }
         Ok(None) => {}
@@ -90,11 +110,18 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
             match Cluster::from_kubeconfig_text(&label, kubeconfig, ctx.connect_options()).await {
                 Ok(c) => match c.version().await {
                     Ok(v) => {
-                        p.done("preflight", format!("{label} {} reachable, Kubernetes {v}", c.server));
+                        p.done(
+                            "preflight",
+                            format!("{label} {} reachable, Kubernetes {v}", c.server),
+                        );
                         if let Err(e) = check_permissions(&c, RUNTIME_PERMISSIONS).await {
                             problems.push(e);
                         }
-                        let t = if spec.usage == Usage::Host { Target::Host } else { Target::PhysicalWorker };
+                        let t = if spec.usage == Usage::Host {
+                            Target::Host
+                        } else {
+                            Target::PhysicalWorker
+                        };
                         targets.insert(t, c);
                     }
                     Err(e) => problems.push(e),
@@ -140,14 +167,22 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
         });
     }
     // the most specific exit code wins: unreachable, forbidden, refused
-    let code = [ExitCode::Unreachable, ExitCode::Forbidden, ExitCode::Refused, ExitCode::Invalid]
-        .into_iter()
-        .find(|c| problems.iter().any(|e| e.code == *c))
-        .unwrap_or(problems[0].code);
+    let code = [
+        ExitCode::Unreachable,
+        ExitCode::Forbidden,
+        ExitCode::Refused,
+        ExitCode::Invalid,
+    ]
+    .into_iter()
+    .find(|c| problems.iter().any(|e| e.code == *c))
+    .unwrap_or(problems[0].code);
     let msgs: Vec<String> = problems.iter().map(|e| e.message.clone()).collect();
     Err(Error::new(
         code,
-        format!("preflight failed, nothing was changed:\n  {}", msgs.join("\n  ").replace('\n', "\n  ")),
+        format!(
+            "preflight failed, nothing was changed:\n  {}",
+            msgs.join("\n  ").replace('\n', "\n  ")
+        ),
     ))
 }
 
@@ -164,8 +199,12 @@ pub async fn host_cluster(registry: &Registry, host: &str, ctx: &Ctx) -> Result<
 pub fn kubeconfig_ca(kubeconfig: &str) -> Option<String> {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).ok()?;
     let ctx_name = kc.current_context.clone();
-    let cluster_name = ctx_name
-        .and_then(|c| kc.contexts.iter().find(|x| x.name == c).and_then(|x| x.context.as_ref().map(|c| c.cluster.clone())));
+    let cluster_name = ctx_name.and_then(|c| {
+        kc.contexts
+            .iter()
+            .find(|x| x.name == c)
+            .and_then(|x| x.context.as_ref().map(|c| c.cluster.clone()))
+    });
     let cluster = match cluster_name {
         Some(n) => kc.clusters.iter().find(|c| c.name == n),
         None => kc.clusters.first(),
@@ -186,7 +225,10 @@ pub async fn run(ctx: &Ctx, args: &RegisterArgs) -> Result<()> {
     let plan = plan::plan(&spec, &catalog)?;
     let render_opts = render_options(&args.charts)?;
     let p = &ctx.progress;
-    p.info("validate", format!("{} {} is valid", registry::kind_of(&spec), spec.name));
+    p.info(
+        "validate",
+        format!("{} {} is valid", registry::kind_of(&spec), spec.name),
+    );
 
     if args.dry_run == DryRun::Client {
         // stops after render: no cluster is contacted
@@ -212,7 +254,13 @@ pub async fn run(ctx: &Ctx, args: &RegisterArgs) -> Result<()> {
         Some(f @ (OutputFormat::Yaml | OutputFormat::Json)) => print_value(&result, f)?,
         Some(OutputFormat::Name) => println!("cluster/{}", result.name),
         _ => {
-            let verb = if dry { "would be" } else if result.changes.changed() { "registered" } else { "unchanged" };
+            let verb = if dry {
+                "would be"
+            } else if result.changes.changed() {
+                "registered"
+            } else {
+                "unchanged"
+            };
             println!("cluster/{} {verb} ({})", result.name, result.changes);
         }
     }
@@ -237,18 +285,29 @@ async fn register_locked(
         kind: registry::kind_of(spec),
         state: State::Registering,
         spec: spec.clone(),
-        registered_at: existing.as_ref().map(|r| r.registered_at.clone()).unwrap_or_else(|| now.clone()),
+        registered_at: existing
+            .as_ref()
+            .map(|r| r.registered_at.clone())
+            .unwrap_or_else(|| now.clone()),
         updated_at: now,
         plugin_version: env!("CARGO_PKG_VERSION").to_string(),
         components: plan
             .stages
             .iter()
-            .flat_map(|s| s.components.iter().map(|c| format!("{} {}@{}", c.name, c.chart.name, c.chart.version)))
+            .flat_map(|s| {
+                s.components
+                    .iter()
+                    .map(|c| format!("{} {}@{}", c.name, c.chart.name, c.chart.version))
+            })
             .collect(),
     };
     // the record exists before anything is written to the runtime cluster,
     // so destroy can always find what a killed register left
-    if !dry && existing.as_ref().is_none_or(|r| r.state != State::Registered) {
+    if !dry
+        && existing
+            .as_ref()
+            .is_none_or(|r| r.state != State::Registered)
+    {
         registry.save(&record).await?;
     }
     let opts = StageOptions {
@@ -269,10 +328,9 @@ async fn register_locked(
     for st in &plan.stages {
         let cluster = match st.target {
             Target::VirtualWorker => {
-                let host = clusters
-                    .targets
-                    .get(&Target::VirtualHost)
-                    .ok_or_else(|| Error::internal("the host cluster of a virtual worker was not reached"))?;
+                let host = clusters.targets.get(&Target::VirtualHost).ok_or_else(|| {
+                    Error::internal("the host cluster of a virtual worker was not reached")
+                })?;
                 if dry {
                     p.warn("vcluster", "dry run: the virtual cluster does not exist yet, its components are not checked");
                     continue;
@@ -281,18 +339,23 @@ async fn register_locked(
                 ca_data = ca;
                 c
             }
-            t => clusters
-                .targets
-                .get(&t)
-                .cloned()
-                .ok_or_else(|| Error::internal(format!("no cluster was reached for {}", t.as_str())))?,
+            t => clusters.targets.get(&t).cloned().ok_or_else(|| {
+                Error::internal(format!("no cluster was reached for {}", t.as_str()))
+            })?,
         };
-        p.info(&format!("install {}", st.target.as_str()), format!(
-            "{} component(s) into {}: {}",
-            st.components.len(),
-            cluster.label,
-            st.components.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-        ));
+        p.info(
+            &format!("install {}", st.target.as_str()),
+            format!(
+                "{} component(s) into {}: {}",
+                st.components.len(),
+                cluster.label,
+                st.components
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
         reports.push(stage::install(&cluster, spec, &set, st, &opts, p).await?);
         if st.target != Target::VirtualHost {
             runtime = Some(cluster);
@@ -320,24 +383,32 @@ async fn register_locked(
     }
     cred.insecure = ctx.global.insecure_skip_tls_verify;
     verify_credential(spec, &cred, ctx).await?;
-    p.done("credential", format!(
-        "ServiceAccount {}/{} token (Secret {}) works against {}",
-        registry::CREDENTIAL_NAMESPACE,
-        registry::CREDENTIAL_ACCOUNT,
-        cred.secret_name,
-        spec.api_server
-    ));
-    registry.ensure_namespace(registry::ARGOCD_NAMESPACE).await?;
+    p.done(
+        "credential",
+        format!(
+            "ServiceAccount {}/{} token (Secret {}) works against {}",
+            registry::CREDENTIAL_NAMESPACE,
+            registry::CREDENTIAL_ACCOUNT,
+            cred.secret_name,
+            spec.api_server
+        ),
+    );
+    registry
+        .ensure_namespace(registry::ARGOCD_NAMESPACE)
+        .await?;
     registry.save_argocd_secret(spec, &cred).await?;
     record.state = State::Registered;
     registry.save(&record).await?;
-    p.done("register", format!(
-        "Argo CD cluster Secret {}/cluster-{} and record {}/cluster-{} saved",
-        registry::ARGOCD_NAMESPACE,
-        spec.name,
-        registry.namespace,
-        spec.name
-    ));
+    p.done(
+        "register",
+        format!(
+            "Argo CD cluster Secret {}/cluster-{} and record {}/cluster-{} saved",
+            registry::ARGOCD_NAMESPACE,
+            spec.name,
+            registry.namespace,
+            spec.name
+        ),
+    );
     Ok(RegisterResult {
         name: spec.name.clone(),
         kind: record.kind,
@@ -351,27 +422,49 @@ async fn register_locked(
 /// Checks that a minted credential really reaches the cluster at api_server.
 async fn verify_credential(spec: &ClusterSpec, cred: &Credential, ctx: &Ctx) -> Result<()> {
     let kc = registry::token_kubeconfig(&spec.name, &spec.api_server, cred);
-    let c = Cluster::from_kubeconfig_text(&format!("runtime cluster {} (with the new credential)", spec.name), &kc, ctx.connect_options()).await?;
+    let c = Cluster::from_kubeconfig_text(
+        &format!("runtime cluster {} (with the new credential)", spec.name),
+        &kc,
+        ctx.connect_options(),
+    )
+    .await?;
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client.clone());
     let lp = kube::api::ListParams::default().limit(1);
-    retry(|| api.list(&lp))
-        .await
-        .map_err(|e| c.err(e))?;
+    retry(|| api.list(&lp)).await.map_err(|e| c.err(e))?;
     Ok(())
 }
 
 /// Waits for the vcluster's kubeconfig Secret vc-<name> in the host, and
 /// returns a client for the virtual cluster at api_server, with its CA.
-pub async fn virtual_cluster(host: &Cluster, spec: &ClusterSpec, timeout: Duration, ctx: &Ctx) -> Result<(Cluster, Option<String>)> {
+pub async fn virtual_cluster(
+    host: &Cluster,
+    spec: &ClusterSpec,
+    timeout: Duration,
+    ctx: &Ctx,
+) -> Result<(Cluster, Option<String>)> {
     let p = &ctx.progress;
-    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(host.client.clone(), &spec.name);
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(host.client.clone(), &spec.name);
     let name = format!("vc-{}", spec.name);
-    p.info("vcluster", format!("waiting for the vcluster's kubeconfig Secret {}/{name} in the host", spec.name));
+    p.info(
+        "vcluster",
+        format!(
+            "waiting for the vcluster's kubeconfig Secret {}/{name} in the host",
+            spec.name
+        ),
+    );
     let deadline = tokio::time::Instant::now() + timeout;
     let text = loop {
-        let s = retry(|| api.get_opt(&name)).await.map_err(|e| host.err(e))?;
-        if let Some(b) = s.and_then(|s| s.data).and_then(|d| d.get("config").cloned()) {
-            break String::from_utf8(b.0).map_err(|_| Error::internal(format!("Secret {}/{name}: config is not UTF-8", spec.name)))?;
+        let s = retry(|| api.get_opt(&name))
+            .await
+            .map_err(|e| host.err(e))?;
+        if let Some(b) = s
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("config").cloned())
+        {
+            break String::from_utf8(b.0).map_err(|_| {
+                Error::internal(format!("Secret {}/{name}: config is not UTF-8", spec.name))
+            })?;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Error::timeout(format!(
@@ -383,8 +476,12 @@ pub async fn virtual_cluster(host: &Cluster, spec: &ClusterSpec, timeout: Durati
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let mut kc: serde_json::Value = serde_saphyr::from_str(&text)
-        .map_err(|_| Error::internal(format!("Secret {}/{name}: config is not a kubeconfig", spec.name)))?;
+    let mut kc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|_| {
+        Error::internal(format!(
+            "Secret {}/{name}: config is not a kubeconfig",
+            spec.name
+        ))
+    })?;
     if let Some(clusters) = kc["clusters"].as_array_mut() {
         for c in clusters {
             c["cluster"]["server"] = json!(spec.api_server);
@@ -392,27 +489,42 @@ pub async fn virtual_cluster(host: &Cluster, spec: &ClusterSpec, timeout: Durati
     }
     let kc = kc.to_string();
     let ca = kubeconfig_ca(&kc);
-    let c = Cluster::from_kubeconfig_text(&format!("virtual cluster {}", spec.name), &kc, ctx.connect_options()).await?;
+    let c = Cluster::from_kubeconfig_text(
+        &format!("virtual cluster {}", spec.name),
+        &kc,
+        ctx.connect_options(),
+    )
+    .await?;
     let v = c.version().await?;
-    p.done("vcluster", format!("virtual cluster {} reachable at {}, Kubernetes {v}", spec.name, spec.api_server));
+    p.done(
+        "vcluster",
+        format!(
+            "virtual cluster {} reachable at {}, Kubernetes {v}",
+            spec.name, spec.api_server
+        ),
+    );
     Ok((c, ca))
 }
 
 pub fn print_rendered(objects: &[serde_json::Value], format: OutputFormat) -> Result<()> {
     match format {
-        OutputFormat::Json => print_value(&json!({"apiVersion": "v1", "kind": "List", "items": objects}), OutputFormat::Json),
+        OutputFormat::Json => print_value(
+            &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+            OutputFormat::Json,
+        ),
         _ => {
             let mut out = String::new();
             for o in objects {
                 out.push_str("---\n");
-                out.push_str(&serde_saphyr::to_string(o).map_err(|e| Error::internal(e.to_string()))?);
+                out.push_str(
+                    &serde_saphyr::to_string(o).map_err(|e| Error::internal(e.to_string()))?,
+                );
             }
             print!("{out}");
             Ok(())
         }
     }
 }
-
 
 /// `kubectl nautes diff -f FILE`
 pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
@@ -433,7 +545,10 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     for st in &plan.stages {
         let cluster = match st.target {
             Target::VirtualWorker => {
-                let host = clusters.targets.get(&Target::VirtualHost).ok_or_else(|| Error::internal("host not reached"))?;
+                let host = clusters
+                    .targets
+                    .get(&Target::VirtualHost)
+                    .ok_or_else(|| Error::internal("host not reached"))?;
                 match virtual_cluster(host, &spec, Duration::from_secs(1), ctx).await {
                     Ok((c, _)) => c,
                     Err(_) => {
@@ -442,7 +557,11 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
                     }
                 }
             }
-            t => clusters.targets.get(&t).cloned().ok_or_else(|| Error::internal("cluster not reached"))?,
+            t => clusters
+                .targets
+                .get(&t)
+                .cloned()
+                .ok_or_else(|| Error::internal("cluster not reached"))?,
         };
         reports.push(stage::install(&cluster, &spec, &set, st, &opts, &ctx.progress).await?);
     }
@@ -451,7 +570,16 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
         _ => {
             let rows: Vec<Vec<String>> = reports
                 .iter()
-                .flat_map(|r| r.changed.iter().map(|c| vec![r.target.clone(), c.action.clone(), c.object.clone(), c.component.clone()]))
+                .flat_map(|r| {
+                    r.changed.iter().map(|c| {
+                        vec![
+                            r.target.clone(),
+                            c.action.clone(),
+                            c.object.clone(),
+                            c.component.clone(),
+                        ]
+                    })
+                })
                 .collect();
             if rows.is_empty() {
                 println!("no changes");

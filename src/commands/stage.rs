@@ -93,7 +93,11 @@ pub async fn prepare(
     let manifests = render::render_stage(&env, spec, stage, opts.render, &info).await?;
     progress.done(
         &step,
-        format!("{} objects from {} component(s)", manifests.len(), stage.components.len()),
+        format!(
+            "{} objects from {} component(s)",
+            manifests.len(),
+            stage.components.len()
+        ),
     );
     apply::check_kinds(&manifests, &kinds, cluster)?;
     Ok((kinds, manifests))
@@ -115,7 +119,9 @@ pub async fn install(
     let old = set.load(cluster).await?.unwrap_or_default();
     let mut new_state = ParentState::default();
     for m in &manifests {
-        new_state.group_kinds.insert(group_kind(m.api_version(), m.kind()));
+        new_state
+            .group_kinds
+            .insert(group_kind(m.api_version(), m.kind()));
     }
     // normalize namespaces (CRD kinds are not known yet: namespaced unless the CRD says Cluster)
     let crd_scopes: BTreeMap<(String, String), bool> = manifests
@@ -124,8 +130,14 @@ pub async fn install(
         .map(|m| {
             (
                 (
-                    m.object["spec"]["group"].as_str().unwrap_or_default().to_string(),
-                    m.object["spec"]["names"]["kind"].as_str().unwrap_or_default().to_string(),
+                    m.object["spec"]["group"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    m.object["spec"]["names"]["kind"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 ),
                 m.object["spec"]["scope"] != "Cluster",
             )
@@ -136,10 +148,20 @@ pub async fn install(
         let kind = match kinds.resolve(m.api_version(), m.kind()) {
             Some(k) => k,
             None => {
-                let group = m.api_version().split_once('/').map(|(g, _)| g).unwrap_or("").to_string();
-                let namespaced = crd_scopes.get(&(group, m.kind().to_string())).copied().unwrap_or(true);
+                let group = m
+                    .api_version()
+                    .split_once('/')
+                    .map(|(g, _)| g)
+                    .unwrap_or("")
+                    .to_string();
+                let namespaced = crd_scopes
+                    .get(&(group, m.kind().to_string()))
+                    .copied()
+                    .unwrap_or(true);
                 crate::k8s::Kind {
-                    resource: kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("", "v1", "Unknown")),
+                    resource: kube::discovery::ApiResource::from_gvk(
+                        &kube::api::GroupVersionKind::gvk("", "v1", "Unknown"),
+                    ),
                     namespaced,
                 }
             }
@@ -153,7 +175,11 @@ pub async fn install(
         }
         keys.insert(apply::key_of(m, &kind));
     }
-    let all_gks: BTreeSet<String> = old.group_kinds.union(&new_state.group_kinds).cloned().collect();
+    let all_gks: BTreeSet<String> = old
+        .group_kinds
+        .union(&new_state.group_kinds)
+        .cloned()
+        .collect();
     let before: BTreeMap<ObjectKey, Member> = set.members(cluster, &kinds, &all_gks).await?;
     let to_prune: BTreeMap<ObjectKey, Member> = before
         .iter()
@@ -174,7 +200,8 @@ pub async fn install(
         dry.dry_run_server = true;
         // objects of kinds or in namespaces that do not exist yet cannot be
         // dry-run: they would be created
-        let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client.clone());
+        let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(cluster.client.clone());
         let lp = kube::api::ListParams::default();
         let existing: BTreeSet<String> = crate::k8s::retry(|| ns_api.list_metadata(&lp))
             .await
@@ -184,7 +211,8 @@ pub async fn install(
             .filter_map(|n| n.metadata.name)
             .collect();
         let can_dry_run = |m: &Manifest| {
-            kinds.resolve(m.api_version(), m.kind()).is_some() && m.object_namespace().is_none_or(|ns| existing.contains(ns))
+            kinds.resolve(m.api_version(), m.kind()).is_some()
+                && m.object_namespace().is_none_or(|ns| existing.contains(ns))
         };
         let refs: Vec<&Manifest> = manifests.iter().filter(|m| can_dry_run(m)).collect();
         let applied = apply::apply_many(cluster, &kinds, &refs, &dry, &before_rv, &|_| {}).await?;
@@ -216,7 +244,11 @@ pub async fn install(
     // record the union first, so a run killed mid-apply still finds everything
     let union = ParentState {
         group_kinds: all_gks.clone(),
-        namespaces: old.namespaces.union(&new_state.namespaces).cloned().collect(),
+        namespaces: old
+            .namespaces
+            .union(&new_state.namespaces)
+            .cloned()
+            .collect(),
     };
     let dry = opts.apply.dry_run_server;
     set.save(cluster, &union, dry).await?;
@@ -230,7 +262,11 @@ pub async fn install(
                 &format!("apply {target}"),
                 format!(
                     "{} {} ({}/{total})",
-                    crate::k8s::describe(a.group_kind.split('.').next().unwrap_or(""), a.namespace.as_deref(), &a.name),
+                    crate::k8s::describe(
+                        a.group_kind.split('.').next().unwrap_or(""),
+                        a.namespace.as_deref(),
+                        &a.name
+                    ),
                     match a.outcome {
                         Outcome::Created => "created",
                         Outcome::Configured => "configured",
@@ -240,17 +276,30 @@ pub async fn install(
                 ),
             );
         } else {
-            progress.debug(&format!("apply {target}"), format!("{} unchanged ({n}/{total})", a.name));
+            progress.debug(
+                &format!("apply {target}"),
+                format!("{} unchanged ({n}/{total})", a.name),
+            );
         }
     };
 
-    let phase_of = |m: &Manifest, kinds: &Kinds| apply::phase_of(m, kinds.resolve(m.api_version(), m.kind()).as_ref());
+    let phase_of = |m: &Manifest, kinds: &Kinds| {
+        apply::phase_of(m, kinds.resolve(m.api_version(), m.kind()).as_ref())
+    };
     let mut all_applied = Vec::new();
     // 1. CRDs, then wait Established and refresh discovery
-    let crds: Vec<&Manifest> = manifests.iter().filter(|m| phase_of(m, &kinds) == Phase::Crds).collect();
+    let crds: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| phase_of(m, &kinds) == Phase::Crds)
+        .collect();
     if !crds.is_empty() {
-        progress.info(&format!("apply {target}"), format!("{} CustomResourceDefinitions", crds.len()));
-        all_applied.extend(apply::apply_many(cluster, &kinds, &crds, &opts.apply, &before_rv, &on_done).await?);
+        progress.info(
+            &format!("apply {target}"),
+            format!("{} CustomResourceDefinitions", crds.len()),
+        );
+        all_applied.extend(
+            apply::apply_many(cluster, &kinds, &crds, &opts.apply, &before_rv, &on_done).await?,
+        );
         if !dry {
             let names: Vec<String> = crds.iter().map(|m| m.name().to_string()).collect();
             apply::wait_crds(cluster, &names, opts.timeout).await?;
@@ -280,7 +329,9 @@ pub async fn install(
             .filter(|m| phase_of(m, &kinds) == phase)
             .filter(|m| !dry || kinds.resolve(m.api_version(), m.kind()).is_some())
             .collect();
-        all_applied.extend(apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &on_done).await?);
+        all_applied.extend(
+            apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &on_done).await?,
+        );
     }
     // 5. wait for the workloads, then admission objects, then wait for those
     let watched = |phase_filter: &dyn Fn(Phase) -> bool| -> Vec<Watched> {
@@ -295,7 +346,11 @@ pub async fn install(
                 let kind = kinds.resolve(m.api_version(), m.kind())?;
                 Some(Watched {
                     group_kind: gk,
-                    namespace: if kind.namespaced { m.object_namespace().map(str::to_string) } else { None },
+                    namespace: if kind.namespaced {
+                        m.object_namespace().map(str::to_string)
+                    } else {
+                        None
+                    },
                     kind,
                     name: m.name().to_string(),
                     component: m.component.clone(),
@@ -303,24 +358,46 @@ pub async fn install(
             })
             .collect()
     };
-    let admission: Vec<&Manifest> = manifests.iter().filter(|m| phase_of(m, &kinds) == Phase::Admission).collect();
+    let admission: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| phase_of(m, &kinds) == Phase::Admission)
+        .collect();
     if !dry {
         let workloads = watched(&|p| p != Phase::Admission);
         if (opts.wait || !admission.is_empty()) && !workloads.is_empty() {
-            progress.info(&format!("wait {target}"), format!("{} workloads to become ready", workloads.len()));
+            progress.info(
+                &format!("wait {target}"),
+                format!("{} workloads to become ready", workloads.len()),
+            );
             let ready = AtomicUsize::new(0);
             let n = workloads.len();
             wait::wait_ready(cluster, &kinds, workloads, opts.timeout, &|w| {
                 let r = ready.fetch_add(1, Ordering::Relaxed) + 1;
-                progress.debug(&format!("wait {target}"), format!("{} ready ({r}/{n})", w.describe()));
+                progress.debug(
+                    &format!("wait {target}"),
+                    format!("{} ready ({r}/{n})", w.describe()),
+                );
             })
             .await?;
             progress.done(&format!("wait {target}"), format!("{n} workloads ready"));
         }
     }
     if !admission.is_empty() {
-        progress.info(&format!("apply {target}"), format!("{} webhook configurations and APIServices", admission.len()));
-        all_applied.extend(apply::apply_many(cluster, &kinds, &admission, &opts.apply, &before_rv, &on_done).await?);
+        progress.info(
+            &format!("apply {target}"),
+            format!("{} webhook configurations and APIServices", admission.len()),
+        );
+        all_applied.extend(
+            apply::apply_many(
+                cluster,
+                &kinds,
+                &admission,
+                &opts.apply,
+                &before_rv,
+                &on_done,
+            )
+            .await?,
+        );
         if opts.wait && !dry {
             let services = watched(&|p| p == Phase::Admission);
             if !services.is_empty() {
@@ -332,9 +409,15 @@ pub async fn install(
 
     // 6. prune what left the plan
     if !to_prune.is_empty() {
-        progress.info(&format!("prune {target}"), format!("{} object(s) no longer in the plan", to_prune.len()));
+        progress.info(
+            &format!("prune {target}"),
+            format!("{} object(s) no longer in the plan", to_prune.len()),
+        );
         delete::delete_members(cluster, &to_prune, opts.timeout, dry, &|k| {
-            progress.change(&format!("prune {target}"), format!("{} deleted", delete::describe_key(k)));
+            progress.change(
+                &format!("prune {target}"),
+                format!("{} deleted", delete::describe_key(k)),
+            );
         })
         .await?;
         for (k, m) in &to_prune {
@@ -362,12 +445,18 @@ pub async fn install(
 /// Objects annotated `nautes.io/owner-namespace: NS` get an ownerReference
 /// to that Namespace, so they are garbage-collected with it.
 async fn set_namespace_owners(cluster: &Cluster, manifests: &mut [Manifest]) -> Result<()> {
-    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client.clone());
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(cluster.client.clone());
     for m in manifests.iter_mut() {
-        let Some(ns) = m.object["metadata"]["annotations"][OWNER_NAMESPACE].as_str().map(str::to_string) else {
+        let Some(ns) = m.object["metadata"]["annotations"][OWNER_NAMESPACE]
+            .as_str()
+            .map(str::to_string)
+        else {
             continue;
         };
-        let got = crate::k8s::retry(|| api.get_opt(&ns)).await.map_err(|e| cluster.err(e))?;
+        let got = crate::k8s::retry(|| api.get_opt(&ns))
+            .await
+            .map_err(|e| cluster.err(e))?;
         if let Some(uid) = got.and_then(|n| n.metadata.uid) {
             m.object["metadata"]["ownerReferences"] = serde_json::json!([{
                 "apiVersion": "v1", "kind": "Namespace", "name": ns, "uid": uid,

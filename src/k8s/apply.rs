@@ -89,7 +89,11 @@ pub fn key_of(m: &Manifest, kind: &Kind) -> ObjectKey {
     } else {
         None
     };
-    (group_kind(m.api_version(), m.kind()), ns, m.name().to_string())
+    (
+        group_kind(m.api_version(), m.kind()),
+        ns,
+        m.name().to_string(),
+    )
 }
 
 /// Sets or removes metadata.namespace according to the kind's scope.
@@ -109,8 +113,14 @@ pub fn check_kinds(manifests: &[Manifest], kinds: &Kinds, cluster: &Cluster) -> 
     let mut crds: Vec<(String, String)> = Vec::new();
     for m in manifests {
         if m.kind() == "CustomResourceDefinition" {
-            let group = m.object["spec"]["group"].as_str().unwrap_or_default().to_string();
-            let kind = m.object["spec"]["names"]["kind"].as_str().unwrap_or_default().to_string();
+            let group = m.object["spec"]["group"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let kind = m.object["spec"]["names"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             crds.push((group, kind));
         }
     }
@@ -119,7 +129,11 @@ pub fn check_kinds(manifests: &[Manifest], kinds: &Kinds, cluster: &Cluster) -> 
         if kinds.resolve(m.api_version(), m.kind()).is_some() {
             continue;
         }
-        let group = m.api_version().split_once('/').map(|(g, _)| g).unwrap_or("");
+        let group = m
+            .api_version()
+            .split_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("");
         if crds.iter().any(|(g, k)| g == group && k == m.kind()) {
             continue;
         }
@@ -151,7 +165,11 @@ pub async fn apply_one(
     opts: &ApplyOptions,
     before: Option<&str>,
 ) -> Result<Applied> {
-    let ns = if kind.namespaced { m.object_namespace() } else { None };
+    let ns = if kind.namespaced {
+        m.object_namespace()
+    } else {
+        None
+    };
     let api = super::api(&cluster.client, kind, ns);
     let mut pp = PatchParams::apply(FIELD_MANAGER);
     if opts.force_conflicts {
@@ -208,23 +226,31 @@ pub async fn apply_many(
     before: &BTreeMap<ObjectKey, String>,
     on_done: &(dyn Fn(&Applied) + Sync),
 ) -> Result<Vec<Applied>> {
-    let results: Vec<Result<Applied>> = futures::stream::iter(manifests.iter().map(|m| async move {
-        let kind = kinds.resolve(m.api_version(), m.kind()).ok_or_else(|| {
-            Error::invalid(format!(
-                "{}: kind {} of {} is not served by the cluster",
-                cluster.label,
-                m.kind(),
-                m.api_version()
-            ))
-        })?;
-        let key = key_of(m, &kind);
-        let applied = apply_one(cluster, &kind, m, opts, before.get(&key).map(String::as_str)).await?;
-        on_done(&applied);
-        Ok(applied)
-    }))
-    .buffer_unordered(opts.concurrency.max(1))
-    .collect()
-    .await;
+    let results: Vec<Result<Applied>> =
+        futures::stream::iter(manifests.iter().map(|m| async move {
+            let kind = kinds.resolve(m.api_version(), m.kind()).ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}: kind {} of {} is not served by the cluster",
+                    cluster.label,
+                    m.kind(),
+                    m.api_version()
+                ))
+            })?;
+            let key = key_of(m, &kind);
+            let applied = apply_one(
+                cluster,
+                &kind,
+                m,
+                opts,
+                before.get(&key).map(String::as_str),
+            )
+            .await?;
+            on_done(&applied);
+            Ok(applied)
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for r in results {
@@ -256,11 +282,14 @@ pub async fn wait_crds(cluster: &Cluster, names: &[String], timeout: Duration) -
     let deadline = tokio::time::Instant::now() + timeout;
     for name in names {
         loop {
-            let crd = retry(|| api.get_opt(name)).await.map_err(|e| cluster.err(e))?;
+            let crd = retry(|| api.get_opt(name))
+                .await
+                .map_err(|e| cluster.err(e))?;
             let established = crd.as_ref().is_some_and(|c| {
-                c.data["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+                c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                })
             });
             if established {
                 break;

@@ -44,7 +44,10 @@ pub async fn delete_members(
 ) -> Result<()> {
     let mut groups: BTreeMap<u8, Vec<(&ObjectKey, &Member)>> = BTreeMap::new();
     for (k, m) in members {
-        groups.entry(delete_group(&k.0, m.kind.namespaced)).or_default().push((k, m));
+        groups
+            .entry(delete_group(&k.0, m.kind.namespaced))
+            .or_default()
+            .push((k, m));
     }
     let deadline = tokio::time::Instant::now() + timeout;
     for (_, group) in groups {
@@ -82,7 +85,9 @@ pub async fn delete_members(
         loop {
             let checks = futures::future::join_all(pending.iter().map(|(k, m)| async move {
                 let api = super::api(&cluster.client, &m.kind, k.1.as_deref());
-                retry(|| api.get_metadata_opt(&k.2)).await.map(|o| o.is_none())
+                retry(|| api.get_metadata_opt(&k.2))
+                    .await
+                    .map(|o| o.is_none())
             }))
             .await;
             let mut still = Vec::new();
@@ -121,7 +126,10 @@ mod tests {
 
     #[test]
     fn webhooks_go_first_and_namespaces_last() {
-        let w = delete_group("ValidatingWebhookConfiguration.admissionregistration.k8s.io", false);
+        let w = delete_group(
+            "ValidatingWebhookConfiguration.admissionregistration.k8s.io",
+            false,
+        );
         let d = delete_group("Deployment.apps", true);
         let crd = delete_group("CustomResourceDefinition.apiextensions.k8s.io", false);
         let cr = delete_group("ClusterRole.rbac.authorization.k8s.io", false);

@@ -59,7 +59,11 @@ fn finish_config(mut config: Config, opts: ConnectOptions) -> Config {
 
 impl Cluster {
     fn from_config(label: String, config: Config) -> Result<Self> {
-        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
         let client = Client::try_from(config).map_err(|e| from_kube(&label, e))?;
         Ok(Self {
             label,
@@ -70,9 +74,16 @@ impl Cluster {
 
     /// A client from kubeconfig text (YAML or JSON), using its current
     /// context (or its first one).
-    pub async fn from_kubeconfig_text(label: &str, text: &str, opts: ConnectOptions) -> Result<Self> {
+    pub async fn from_kubeconfig_text(
+        label: &str,
+        text: &str,
+        opts: ConnectOptions,
+    ) -> Result<Self> {
         let kc = Kubeconfig::from_yaml(text).map_err(|e| {
-            Error::invalid(format!("{label}: the kubeconfig cannot be read: {}", crate::error::root_cause(&e)))
+            Error::invalid(format!(
+                "{label}: the kubeconfig cannot be read: {}",
+                crate::error::root_cause(&e)
+            ))
         })?;
         let context = kc
             .current_context
@@ -84,17 +95,33 @@ impl Cluster {
         };
         let config = Config::from_custom_kubeconfig(kc, &options)
             .await
-            .map_err(|e| Error::new(ExitCode::Unreachable, format!("{label}: the kubeconfig cannot be used: {}", crate::error::root_cause(&e))))?;
+            .map_err(|e| {
+                Error::new(
+                    ExitCode::Unreachable,
+                    format!(
+                        "{label}: the kubeconfig cannot be used: {}",
+                        crate::error::root_cause(&e)
+                    ),
+                )
+            })?;
         Self::from_config(label.to_string(), finish_config(config, opts))
     }
 
     /// The management cluster as kubectl would reach it: --kubeconfig, else
     /// KUBECONFIG (several paths merged), else ~/.kube/config; --context.
-    pub async fn management(kubeconfig: Option<&Path>, context: Option<&str>, opts: ConnectOptions) -> Result<Self> {
+    pub async fn management(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+        opts: ConnectOptions,
+    ) -> Result<Self> {
         let label = "management cluster".to_string();
         let kc = match kubeconfig {
             Some(p) => Kubeconfig::read_from(p).map_err(|e| {
-                Error::invalid(format!("--kubeconfig {}: {}", p.display(), crate::error::root_cause(&e)))
+                Error::invalid(format!(
+                    "--kubeconfig {}: {}",
+                    p.display(),
+                    crate::error::root_cause(&e)
+                ))
             })?,
             None => Kubeconfig::read().map_err(|e| {
                 Error::invalid(format!(
@@ -103,22 +130,30 @@ impl Cluster {
                 ))
             })?,
         };
-        if let Some(ctx) = context {
-            if !kc.contexts.iter().any(|c| c.name == ctx) {
-                let known: Vec<_> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
-                return Err(Error::invalid(format!(
-                    "--context {ctx}: no such context in the kubeconfig; valid: {}",
-                    known.join(", ")
-                )));
-            }
+        if let Some(ctx) = context
+            && !kc.contexts.iter().any(|c| c.name == ctx)
+        {
+            let known: Vec<_> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+            return Err(Error::invalid(format!(
+                "--context {ctx}: no such context in the kubeconfig; valid: {}",
+                known.join(", ")
+            )));
         }
         let options = KubeConfigOptions {
             context: context.map(str::to_string),
             ..Default::default()
         };
-        let config = Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
-            Error::new(ExitCode::Unreachable, format!("{label}: the kubeconfig cannot be used: {}", crate::error::root_cause(&e)))
-        })?;
+        let config = Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ExitCode::Unreachable,
+                    format!(
+                        "{label}: the kubeconfig cannot be used: {}",
+                        crate::error::root_cause(&e)
+                    ),
+                )
+            })?;
         Self::from_config(label, finish_config(config, opts))
     }
 
@@ -266,7 +301,11 @@ where
 }
 
 /// The dynamic API of a kind, in a namespace when it is namespaced.
-pub fn api(client: &Client, kind: &Kind, namespace: Option<&str>) -> kube::Api<kube::api::DynamicObject> {
+pub fn api(
+    client: &Client,
+    kind: &Kind,
+    namespace: Option<&str>,
+) -> kube::Api<kube::api::DynamicObject> {
     match (kind.namespaced, namespace) {
         (true, Some(ns)) => kube::Api::namespaced_with(client.clone(), ns, &kind.resource),
         _ => kube::Api::all_with(client.clone(), &kind.resource),

@@ -22,7 +22,11 @@ pub struct Watched {
 
 impl Watched {
     pub fn describe(&self) -> String {
-        let kind = self.group_kind.split('.').next().unwrap_or(&self.group_kind);
+        let kind = self
+            .group_kind
+            .split('.')
+            .next()
+            .unwrap_or(&self.group_kind);
         describe(kind, self.namespace.as_deref(), &self.name)
     }
 }
@@ -64,7 +68,11 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
     let s = &o["status"];
     let generation = int(&o["metadata"]["generation"]);
     let observed = int(&s["observedGeneration"]);
-    if matches!(group_kind, "Deployment.apps" | "StatefulSet.apps" | "DaemonSet.apps") && observed < generation {
+    if matches!(
+        group_kind,
+        "Deployment.apps" | "StatefulSet.apps" | "DaemonSet.apps"
+    ) && observed < generation
+    {
         return Readiness::NotReady("the controller has not observed the latest spec yet".into());
     }
     match group_kind {
@@ -78,13 +86,17 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
             {
                 return Readiness::NotReady(format!(
                     "rollout stuck: {}",
-                    c["message"].as_str().unwrap_or("progress deadline exceeded")
+                    c["message"]
+                        .as_str()
+                        .unwrap_or("progress deadline exceeded")
                 ));
             }
             if updated >= want && available >= want && total <= updated {
                 Readiness::Ready
             } else {
-                Readiness::NotReady(format!("{available}/{want} replicas available, {updated} updated"))
+                Readiness::NotReady(format!(
+                    "{available}/{want} replicas available, {updated} updated"
+                ))
             }
         }
         "StatefulSet.apps" => {
@@ -113,7 +125,10 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
             } else if let Some(c) = condition(o, "Failed").filter(|c| c["status"] == "True") {
                 Readiness::Failed(format!(
                     "job failed: {}",
-                    c["message"].as_str().or(c["reason"].as_str()).unwrap_or("unknown reason")
+                    c["message"]
+                        .as_str()
+                        .or(c["reason"].as_str())
+                        .unwrap_or("unknown reason")
                 ))
             } else {
                 Readiness::NotReady(format!(
@@ -144,7 +159,12 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
 }
 
 /// Why the Pods of a workload are not ready: the first waiting reason found.
-async fn pod_reason(cluster: &Cluster, kinds: &Kinds, namespace: &str, o: &Value) -> Option<String> {
+async fn pod_reason(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    namespace: &str,
+    o: &Value,
+) -> Option<String> {
     let labels = o["spec"]["selector"]["matchLabels"].as_object()?;
     let selector: Vec<String> = labels
         .iter()
@@ -152,7 +172,10 @@ async fn pod_reason(cluster: &Cluster, kinds: &Kinds, namespace: &str, o: &Value
         .collect();
     let pods = kinds.resolve("v1", "Pod")?;
     let api = super::api(&cluster.client, &pods, Some(namespace));
-    let list = api.list(&ListParams::default().labels(&selector.join(","))).await.ok()?;
+    let list = api
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+        .ok()?;
     if list.items.is_empty() {
         return Some("no Pods were created (check the ReplicaSet or quota)".into());
     }
@@ -164,18 +187,31 @@ async fn pod_reason(cluster: &Cluster, kinds: &Kinds, namespace: &str, o: &Value
                 if let Some(w) = c["state"]["waiting"].as_object() {
                     let reason = w.get("reason").and_then(Value::as_str).unwrap_or("Waiting");
                     let msg = w.get("message").and_then(Value::as_str).unwrap_or("");
-                    return Some(format!("Pod {name}: container {} {reason} {msg}", c["name"].as_str().unwrap_or("?")).trim().to_string());
+                    return Some(
+                        format!(
+                            "Pod {name}: container {} {reason} {msg}",
+                            c["name"].as_str().unwrap_or("?")
+                        )
+                        .trim()
+                        .to_string(),
+                    );
                 }
             }
         }
-        if let Some(c) = status["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
-        {
-            return Some(format!("Pod {name}: not scheduled: {}", c["message"].as_str().unwrap_or("")));
+        if let Some(c) = status["conditions"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+        }) {
+            return Some(format!(
+                "Pod {name}: not scheduled: {}",
+                c["message"].as_str().unwrap_or("")
+            ));
         }
         if status["phase"] != "Running" && status["phase"] != "Succeeded" {
-            return Some(format!("Pod {name}: {}", status["phase"].as_str().unwrap_or("Pending")));
+            return Some(format!(
+                "Pod {name}: {}",
+                status["phase"].as_str().unwrap_or("Pending")
+            ));
         }
     }
     None
@@ -197,7 +233,9 @@ pub async fn wait_ready(
     loop {
         let checks = futures::future::join_all(pending.iter().map(|w| async move {
             let api = super::api(&cluster.client, &w.kind, w.namespace.as_deref());
-            let got = retry(|| api.get_opt(&w.name)).await.map_err(|e| cluster.err(e))?;
+            let got = retry(|| api.get_opt(&w.name))
+                .await
+                .map_err(|e| cluster.err(e))?;
             let state = match &got {
                 None => Readiness::NotReady("not found".into()),
                 Some(o) => {
@@ -268,10 +306,16 @@ mod tests {
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
         assert_eq!(readiness("Deployment.apps", &d), Readiness::Ready);
         d["status"]["availableReplicas"] = json!(1);
-        assert!(matches!(readiness("Deployment.apps", &d), Readiness::NotReady(_)));
+        assert!(matches!(
+            readiness("Deployment.apps", &d),
+            Readiness::NotReady(_)
+        ));
         d["status"]["availableReplicas"] = json!(2);
         d["status"]["observedGeneration"] = json!(1);
-        assert!(matches!(readiness("Deployment.apps", &d), Readiness::NotReady(_)));
+        assert!(matches!(
+            readiness("Deployment.apps", &d),
+            Readiness::NotReady(_)
+        ));
     }
 
     #[test]
@@ -279,12 +323,18 @@ mod tests {
         let done = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
         assert_eq!(readiness("Job.batch", &done), Readiness::Ready);
         let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}});
-        assert!(matches!(readiness("Job.batch", &failed), Readiness::Failed(_)));
+        assert!(matches!(
+            readiness("Job.batch", &failed),
+            Readiness::Failed(_)
+        ));
     }
 
     #[test]
     fn crd_needs_established() {
         let crd = json!({"status": {"conditions": [{"type": "NamesAccepted", "status": "True"}]}});
-        assert!(matches!(readiness("CustomResourceDefinition.apiextensions.k8s.io", &crd), Readiness::NotReady(_)));
+        assert!(matches!(
+            readiness("CustomResourceDefinition.apiextensions.k8s.io", &crd),
+            Readiness::NotReady(_)
+        ));
     }
 }

@@ -48,7 +48,11 @@ fn version_prints_version_commit_and_kubernetes_api() {
     assert_eq!(v["kubernetesApi"], "v1.36");
     assert!(v["gitCommit"].as_str().is_some_and(|c| !c.is_empty()));
     let plain = nautes(&["version"], None, None);
-    assert!(plain.stdout.starts_with("kubectl-nautes v"), "{}", plain.stdout);
+    assert!(
+        plain.stdout.starts_with("kubectl-nautes v"),
+        "{}",
+        plain.stdout
+    );
 }
 
 #[test]
@@ -56,7 +60,10 @@ fn completion_scripts_are_generated_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let run = nautes(&["completion", shell], None, None);
         run.ok();
-        assert!(run.stdout.contains("register") && run.stdout.contains("destroy"), "{shell}");
+        assert!(
+            run.stdout.contains("register") && run.stdout.contains("destroy"),
+            "{shell}"
+        );
     }
 }
 
@@ -64,7 +71,10 @@ fn completion_scripts_are_generated_for_every_shell() {
 fn usage_errors_exit_2_and_say_what_is_valid() {
     insta::assert_snapshot!("missing_filename", snapshot(&["register"]));
     insta::assert_snapshot!("unknown_command", snapshot(&["registr"]));
-    insta::assert_snapshot!("bad_timeout", snapshot(&["register", "-f", "x.yaml", "--timeout", "5x"]));
+    insta::assert_snapshot!(
+        "bad_timeout",
+        snapshot(&["register", "-f", "x.yaml", "--timeout", "5x"])
+    );
     let run = nautes(&["destroy", "Not_A_Name"], None, None);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("DNS-1123"), "{}", run.stderr);
@@ -74,7 +84,12 @@ fn usage_errors_exit_2_and_say_what_is_valid() {
 fn a_missing_spec_file_is_an_input_error() {
     let run = nautes(&["validate", "-f", "/nonexistent/cluster.yaml"], None, None);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("/nonexistent/cluster.yaml: cannot read"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("/nonexistent/cluster.yaml: cannot read"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -96,12 +111,24 @@ fn an_unreachable_management_cluster_is_exit_5_with_one_line() {
 #[test]
 fn validate_prints_the_spec_with_defaults_and_without_the_kubeconfig() {
     let ex = crate::repo().join("examples/cluster-physical-worker.yaml");
-    let run = nautes(&["validate", "-f", ex.to_str().expect("utf8"), "-o", "json"], None, None);
+    let run = nautes(
+        &["validate", "-f", ex.to_str().expect("utf8"), "-o", "json"],
+        None,
+        None,
+    );
     run.ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(v["traefik"]["http_node_port"], 30080);
-    assert!(v["argocd_host"].as_str().is_some_and(|h| h.starts_with("argocd.")), "{v}");
-    assert!(v.get("kubeconfig").is_none(), "the kubeconfig must not be printed");
+    assert!(
+        v["argocd_host"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("argocd.")),
+        "{v}"
+    );
+    assert!(
+        v.get("kubeconfig").is_none(),
+        "the kubeconfig must not be printed"
+    );
 }
 
 #[test]
@@ -112,7 +139,11 @@ fn rendered_plans_per_kind_of_cluster_are_stable() {
         ("virtual_worker", "cluster-virtual-worker.yaml"),
     ] {
         let ex = crate::repo().join("examples").join(file);
-        let run = nautes(&["render", "--plan", "-f", ex.to_str().expect("utf8")], None, None);
+        let run = nautes(
+            &["render", "--plan", "-f", ex.to_str().expect("utf8")],
+            None,
+            None,
+        );
         run.ok();
         insta::assert_snapshot!(format!("plan_{kind}"), run.stdout);
     }
@@ -129,14 +160,21 @@ fn rendered_objects_per_kind_of_cluster_are_labelled_and_stable() {
         ("virtual_worker", "cluster-virtual-worker.yaml"),
     ] {
         let ex = crate::repo().join("examples").join(file);
-        let run = nautes(&["render", "-f", ex.to_str().expect("utf8"), "-o", "json"], None, None);
+        let run = nautes(
+            &["render", "-f", ex.to_str().expect("utf8"), "-o", "json"],
+            None,
+            None,
+        );
         run.ok();
         let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
         let items = list["items"].as_array().expect("items");
         let mut summary = Vec::new();
         for o in items {
             let labels = &o["metadata"]["labels"];
-            assert_eq!(labels["app.kubernetes.io/managed-by"], "kubectl-nautes", "{o}");
+            assert_eq!(
+                labels["app.kubernetes.io/managed-by"], "kubectl-nautes",
+                "{o}"
+            );
             assert!(labels["nautes.io/cluster"].is_string(), "{o}");
             if o["kind"] == "Secret" {
                 for v in o["data"].as_object().into_iter().flat_map(|m| m.values()) {
@@ -159,15 +197,38 @@ fn rendered_objects_per_kind_of_cluster_are_labelled_and_stable() {
 #[test]
 fn register_dry_run_client_prints_redacted_objects_and_contacts_no_cluster() {
     let ex = crate::repo().join("examples/cluster-physical-worker.yaml");
-    let run = nautes(&["register", "-f", ex.to_str().expect("utf8"), "--dry-run=client"], None, None);
+    let run = nautes(
+        &[
+            "register",
+            "-f",
+            ex.to_str().expect("utf8"),
+            "--dry-run=client",
+        ],
+        None,
+        None,
+    );
     run.ok();
-    assert!(run.stdout.contains("kind: Deployment"), "{}", &run.stdout[..run.stdout.len().min(500)]);
+    assert!(
+        run.stdout.contains("kind: Deployment"),
+        "{}",
+        &run.stdout[..run.stdout.len().min(500)]
+    );
 }
 
 #[test]
 fn helm_missing_is_exit_8_and_says_how_to_fix_it() {
     let ex = crate::repo().join("examples/cluster-physical-worker.yaml");
-    let run = nautes(&["render", "-f", ex.to_str().expect("utf8"), "--helm", "/nonexistent/helm"], None, None);
+    let run = nautes(
+        &[
+            "render",
+            "-f",
+            ex.to_str().expect("utf8"),
+            "--helm",
+            "/nonexistent/helm",
+        ],
+        None,
+        None,
+    );
     assert_eq!(run.code, 8, "{}", run.stderr);
     assert!(run.stderr.contains("--helm"), "{}", run.stderr);
 }
@@ -177,10 +238,20 @@ fn a_chart_missing_from_charts_dir_is_exit_8_and_names_it() {
     let dir = tempfile::tempdir().expect("dir");
     let ex = crate::repo().join("examples/cluster-host.yaml");
     let run = nautes(
-        &["render", "-f", ex.to_str().expect("utf8"), "--charts-dir", dir.path().to_str().expect("utf8")],
+        &[
+            "render",
+            "-f",
+            ex.to_str().expect("utf8"),
+            "--charts-dir",
+            dir.path().to_str().expect("utf8"),
+        ],
         None,
         None,
     );
     assert_eq!(run.code, 8, "{}", run.stderr);
-    assert!(run.stderr.contains("traefik") && run.stderr.contains("helm pull"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("traefik") && run.stderr.contains("helm pull"),
+        "{}",
+        run.stderr
+    );
 }

@@ -32,7 +32,11 @@ pub struct Run {
 impl Run {
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -57,7 +61,11 @@ pub fn nautes(args: &[&str], management: Option<&Path>, stdin: Option<&str>) -> 
         .env_remove("KUBECONFIG")
         .env("NO_COLOR", "1")
         .env("NAUTES_CHARTS_DIR", repo().join("tests/charts"))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(bin) = std::env::var_os("NAUTES_TESTBED_BIN") {
@@ -99,7 +107,10 @@ pub async fn client(kubeconfig: &Path) -> kube::Client {
 
 /// Every object in a cluster matching a label selector, as "Kind ns/name".
 pub async fn labelled(client: &kube::Client, selector: &str) -> Vec<String> {
-    let discovery = Discovery::new(client.clone()).run_aggregated().await.expect("discovery");
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("discovery");
     let mut out = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
@@ -107,7 +118,10 @@ pub async fn labelled(client: &kube::Client, selector: &str) -> Vec<String> {
                 continue;
             }
             let api: kube::Api<DynamicObject> = kube::Api::all_with(client.clone(), &ar);
-            if let Ok(list) = api.list_metadata(&ListParams::default().labels(selector)).await {
+            if let Ok(list) = api
+                .list_metadata(&ListParams::default().labels(selector))
+                .await
+            {
                 for o in list.items {
                     out.push(format!(
                         "{} {}/{}",
@@ -124,7 +138,12 @@ pub async fn labelled(client: &kube::Client, selector: &str) -> Vec<String> {
 }
 
 /// A physical cluster spec (JSON, which is YAML) for a test cluster.
-pub fn physical_spec(name: &str, usage: &str, cluster: &testbed::TestCluster, extra: serde_json::Value) -> String {
+pub fn physical_spec(
+    name: &str,
+    usage: &str,
+    cluster: &testbed::TestCluster,
+    extra: serde_json::Value,
+) -> String {
     let kubeconfig = std::fs::read_to_string(&cluster.kubeconfig).expect("read kubeconfig");
     let mut spec = serde_json::json!({
         "name": name,

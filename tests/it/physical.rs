@@ -22,7 +22,10 @@ async fn wait_nothing_left(c: &kube::Client, name: &str, what: &str) {
         if left.is_empty() {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{what} still holds objects of {name}: {left:#?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} still holds objects of {name}: {left:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -36,7 +39,10 @@ fn register_until_unlocked(args: &[&str], mgmt: &Path) -> crate::Run {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let run = nautes(args, Some(mgmt), None);
-        if run.code == 3 && run.stderr.contains("is being changed by") && std::time::Instant::now() < deadline {
+        if run.code == 3
+            && run.stderr.contains("is being changed by")
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_secs(2));
             continue;
         }
@@ -47,17 +53,32 @@ fn register_until_unlocked(args: &[&str], mgmt: &Path) -> crate::Run {
 async fn assert_registered(mgmt: &kube::Client, worker: &TestCluster, name: &str) {
     // the Argo CD cluster Secret, in Argo CD's format
     let secrets: Api<Secret> = Api::namespaced(mgmt.clone(), "argocd");
-    let s = secrets.get(&format!("cluster-{name}")).await.expect("Argo CD cluster Secret");
+    let s = secrets
+        .get(&format!("cluster-{name}"))
+        .await
+        .expect("Argo CD cluster Secret");
     let labels = s.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(labels.get("argocd.argoproj.io/secret-type").map(String::as_str), Some("cluster"));
-    assert_eq!(labels.get("cluster.nautes.io/usage").map(String::as_str), Some("worker"));
+    assert_eq!(
+        labels
+            .get("argocd.argoproj.io/secret-type")
+            .map(String::as_str),
+        Some("cluster")
+    );
+    assert_eq!(
+        labels.get("cluster.nautes.io/usage").map(String::as_str),
+        Some("worker")
+    );
     let data = s.data.clone().unwrap_or_default();
-    let get = |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("key {k}")).0.clone()).expect("utf8");
+    let get = |k: &str| {
+        String::from_utf8(data.get(k).unwrap_or_else(|| panic!("key {k}")).0.clone()).expect("utf8")
+    };
     assert_eq!(get("name"), name);
     assert_eq!(get("server"), worker.server);
     let config: Value = serde_json::from_str(&get("config")).expect("config JSON");
     let token = config["bearerToken"].as_str().expect("bearerToken");
-    let ca = config["tlsClientConfig"]["caData"].as_str().expect("caData");
+    let ca = config["tlsClientConfig"]["caData"]
+        .as_str()
+        .expect("caData");
     // a client built from that credential alone can list namespaces there
     let kc = json!({"apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "c", "cluster": {"server": get("server"), "certificate-authority-data": ca}}],
@@ -65,21 +86,44 @@ async fn assert_registered(mgmt: &kube::Client, worker: &TestCluster, name: &str
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"});
     let (_d, path) = write_temp("argocd.kubeconfig", &kc.to_string());
     let argocd = crate::client(&path).await;
-    let nss = Api::<Namespace>::all(argocd).list(&Default::default()).await.expect("list namespaces with Argo CD's credential");
-    assert!(nss.items.iter().any(|n| n.metadata.name.as_deref() == Some("argocd")));
+    let nss = Api::<Namespace>::all(argocd)
+        .list(&Default::default())
+        .await
+        .expect("list namespaces with Argo CD's credential");
+    assert!(
+        nss.items
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some("argocd"))
+    );
     // the registration record
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(mgmt.clone(), "nautes");
     let rec = cms.get(&format!("cluster-{name}")).await.expect("record");
-    let record: Value = serde_json::from_str(rec.data.as_ref().and_then(|d| d.get("record.json")).expect("record.json")).expect("json");
+    let record: Value = serde_json::from_str(
+        rec.data
+            .as_ref()
+            .and_then(|d| d.get("record.json"))
+            .expect("record.json"),
+    )
+    .expect("json");
     assert_eq!(record["state"], "Registered");
     assert_eq!(record["kind"], "physical worker");
-    assert!(!rec.data.as_ref().expect("data").values().any(|v| v.contains("client-key-data") || v.contains(token)), "the record holds a secret");
+    assert!(
+        !rec.data
+            .as_ref()
+            .expect("data")
+            .values()
+            .any(|v| v.contains("client-key-data") || v.contains(token)),
+        "the record holds a secret"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn physical_worker_registers_converges_prunes_and_destroys_without_leftovers() {
     let bed = TestBed::start(&["management", "worker"]);
-    let (mgmt_kc, worker) = (bed.cluster("management").kubeconfig.clone(), bed.cluster("worker").clone());
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
     let mgmt = crate::client(&mgmt_kc).await;
     let wc = crate::client(&worker.kubeconfig).await;
     let name = "demo-worker";
@@ -92,16 +136,45 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
     run.ok();
     let out = json_out(&run.stdout);
     assert_eq!(out["state"], "Registered");
-    assert!(out["changes"]["created"].as_u64().unwrap_or(0) > 20, "{out}");
-    for component in ["hnc", "external-secrets", "traefik", "argocd", "argo-rollouts", "vault", "credential", "vault-auth"] {
-        let objs = labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component={component}")).await;
-        assert!(!objs.is_empty(), "component {component} has no objects in the worker");
+    assert!(
+        out["changes"]["created"].as_u64().unwrap_or(0) > 20,
+        "{out}"
+    );
+    for component in [
+        "hnc",
+        "external-secrets",
+        "traefik",
+        "argocd",
+        "argo-rollouts",
+        "vault",
+        "credential",
+        "vault-auth",
+    ] {
+        let objs = labelled(
+            &wc,
+            &format!("{SELECTOR}{name},nautes.io/component={component}"),
+        )
+        .await;
+        assert!(
+            !objs.is_empty(),
+            "component {component} has no objects in the worker"
+        );
     }
-    assert!(labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component=tekton")).await.is_empty());
+    assert!(
+        labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component=tekton"))
+            .await
+            .is_empty()
+    );
     assert_registered(&mgmt, &worker, name).await;
     // Vault's Kubernetes auth ServiceAccount, bound to system:auth-delegator
-    Api::<ServiceAccount>::namespaced(wc.clone(), "vault").get("vault-auth").await.expect("vault/vault-auth");
-    let crb = Api::<ClusterRoleBinding>::all(wc.clone()).get("vault-auth-delegator").await.expect("binding");
+    Api::<ServiceAccount>::namespaced(wc.clone(), "vault")
+        .get("vault-auth")
+        .await
+        .expect("vault/vault-auth");
+    let crb = Api::<ClusterRoleBinding>::all(wc.clone())
+        .get("vault-auth-delegator")
+        .await
+        .expect("binding");
     assert_eq!(crb.role_ref.name, "system:auth-delegator");
 
     // status reads every component from the cluster now
@@ -110,24 +183,45 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
     assert_eq!(json_out(&st.stdout)["ready"], true, "{}", st.stdout);
     let list = nautes(&["list"], Some(&mgmt_kc), None);
     list.ok();
-    assert!(list.stdout.contains(name) && list.stdout.contains("Registered"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains(name) && list.stdout.contains("Registered"),
+        "{}",
+        list.stdout
+    );
 
     // again: no change
     let again = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
     again.ok();
     let c = &json_out(&again.stdout)["changes"];
-    assert_eq!((c["created"].as_u64(), c["configured"].as_u64(), c["pruned"].as_u64()), (Some(0), Some(0), Some(0)), "{c}");
+    assert_eq!(
+        (
+            c["created"].as_u64(),
+            c["configured"].as_u64(),
+            c["pruned"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{c}"
+    );
     let d = nautes(&["diff", "-f", sp], Some(&mgmt_kc), None);
     d.ok();
     assert_eq!(d.stdout.trim(), "no changes", "{}", d.stdout);
 
     // a changed spec: traefik's node port moves, and a pipeline worker swaps
     // Argo Rollouts for Tekton and Argo Events
-    let changed = physical_spec(name, "worker", &worker, json!({"worker_type": "pipeline", "traefik": {"http_node_port": "30081"}}));
+    let changed = physical_spec(
+        name,
+        "worker",
+        &worker,
+        json!({"worker_type": "pipeline", "traefik": {"http_node_port": "30081"}}),
+    );
     std::fs::write(&spec_path, changed).expect("write");
     let d = nautes(&["diff", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
     d.ok();
-    assert!(d.stdout.contains("prune") && d.stdout.contains("argo-rollouts"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("prune") && d.stdout.contains("argo-rollouts"),
+        "{}",
+        d.stdout
+    );
     let run = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
     run.ok();
     let out = json_out(&run.stdout);
@@ -135,27 +229,77 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
         .as_array()
         .expect("changed")
         .iter()
-        .map(|c| format!("{} {} {}", c["action"].as_str().unwrap_or(""), c["component"].as_str().unwrap_or(""), c["object"].as_str().unwrap_or("")))
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["action"].as_str().unwrap_or(""),
+                c["component"].as_str().unwrap_or(""),
+                c["object"].as_str().unwrap_or("")
+            )
+        })
         .collect();
-    assert!(changed.iter().any(|c| c.starts_with("configure traefik Service traefik/")), "{changed:#?}");
-    assert!(changed.iter().any(|c| c.starts_with("prune argo-rollouts")), "{changed:#?}");
-    assert!(changed.iter().any(|c| c.starts_with("create tekton")), "{changed:#?}");
-    assert!(!changed.iter().any(|c| c.contains(" argocd ")), "argocd did not change: {changed:#?}");
-    assert!(labelled(&wc, &format!("{SELECTOR}{name},nautes.io/component=argo-rollouts")).await.is_empty());
+    assert!(
+        changed
+            .iter()
+            .any(|c| c.starts_with("configure traefik Service traefik/")),
+        "{changed:#?}"
+    );
+    assert!(
+        changed.iter().any(|c| c.starts_with("prune argo-rollouts")),
+        "{changed:#?}"
+    );
+    assert!(
+        changed.iter().any(|c| c.starts_with("create tekton")),
+        "{changed:#?}"
+    );
+    assert!(
+        !changed.iter().any(|c| c.contains(" argocd ")),
+        "argocd did not change: {changed:#?}"
+    );
+    assert!(
+        labelled(
+            &wc,
+            &format!("{SELECTOR}{name},nautes.io/component=argo-rollouts")
+        )
+        .await
+        .is_empty()
+    );
 
     // destroy leaves nothing in either cluster
     let run = nautes(&["destroy", name], Some(&mgmt_kc), None);
     run.ok();
     wait_nothing_left(&wc, name, "the worker").await;
     wait_nothing_left(&mgmt, name, "the management cluster").await;
-    for ns in ["nautes-system", "argocd", "hnc-system", "traefik", "vault", "tekton-pipelines", "argo-events"] {
+    for ns in [
+        "nautes-system",
+        "argocd",
+        "hnc-system",
+        "traefik",
+        "vault",
+        "tekton-pipelines",
+        "argo-events",
+    ] {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while Api::<Namespace>::all(wc.clone()).get_opt(ns).await.expect("get").is_some() {
-            assert!(std::time::Instant::now() < deadline, "namespace {ns} left behind");
+        while Api::<Namespace>::all(wc.clone())
+            .get_opt(ns)
+            .await
+            .expect("get")
+            .is_some()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "namespace {ns} left behind"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    assert!(Api::<ClusterRoleBinding>::all(wc.clone()).get_opt("nautes-manager").await.expect("get").is_none());
+    assert!(
+        Api::<ClusterRoleBinding>::all(wc.clone())
+            .get_opt("nautes-manager")
+            .await
+            .expect("get")
+            .is_none()
+    );
     // and destroying again says it is not registered
     let again = nautes(&["destroy", name], Some(&mgmt_kc), None);
     assert_eq!(again.code, 3, "{}", again.stderr);
@@ -164,15 +308,23 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cleans_up() {
     let bed = TestBed::start(&["management", "worker"]);
-    let (mgmt_kc, worker) = (bed.cluster("management").kubeconfig.clone(), bed.cluster("worker").clone());
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
     let mgmt = crate::client(&mgmt_kc).await;
     let wc = crate::client(&worker.kubeconfig).await;
     let name = "killed";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     let sp = spec_path.to_str().expect("utf8");
     // pseudo-random kill points, printed so a failure can be replayed
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
-    let points: Vec<u64> = (0..2).map(|i| 300 + u64::from(seed.wrapping_mul(2654435761).rotate_left(i * 7) % 4000)).collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
+    let points: Vec<u64> = (0..2)
+        .map(|i| 300 + u64::from(seed.wrapping_mul(2654435761).rotate_left(i * 7) % 4000))
+        .collect();
     eprintln!("kill points (ms): {points:?}");
     for ms in &points {
         kill_after(&["register", "-f", sp], &mgmt_kc, *ms);
@@ -194,7 +346,11 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
     // a register killed early, then destroyed without ever completing
     kill_after(&["register", "-f", sp], &mgmt_kc, points[0]);
     let run = register_until_unlocked(&["destroy", name], &mgmt_kc);
-    assert!(run.code == 0 || (run.code == 3 && run.stderr.contains("not registered")), "{}", run.stderr);
+    assert!(
+        run.code == 0 || (run.code == 3 && run.stderr.contains("not registered")),
+        "{}",
+        run.stderr
+    );
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }
 
@@ -221,30 +377,55 @@ async fn a_namespace_webhook_like_hncs_never_blocks_register_or_destroy() {
     // failurePolicy=Fail webhook on Namespaces. kwok runs no containers, so
     // it is never served here: any namespace change after it exists fails.
     let bed = TestBed::start(&["management", "worker"]);
-    let (mgmt_kc, worker) = (bed.cluster("management").kubeconfig.clone(), bed.cluster("worker").clone());
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
     let wc = crate::client(&worker.kubeconfig).await;
     let charts = tempfile::tempdir().expect("dir");
     for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
         let p = e.expect("entry").path();
         if p.is_dir() && p.file_name().is_some_and(|n| n != "hnc") {
-            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name"))).expect("link");
+            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name")))
+                .expect("link");
         }
     }
-    std::os::unix::fs::symlink(crate::repo().join("tests/charts-hnc-webhook/hnc"), charts.path().join("hnc")).expect("link");
+    std::os::unix::fs::symlink(
+        crate::repo().join("tests/charts-hnc-webhook/hnc"),
+        charts.path().join("hnc"),
+    )
+    .expect("link");
     let name = "hnc-order";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     let sp = spec_path.to_str().expect("utf8");
     let cd = charts.path().to_str().expect("utf8");
-    let run = nautes(&["register", "-f", sp, "--charts-dir", cd], Some(&mgmt_kc), None);
+    let run = nautes(
+        &["register", "-f", sp, "--charts-dir", cd],
+        Some(&mgmt_kc),
+        None,
+    );
     run.ok();
-    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> = Api::all(wc.clone());
-    let has_ns_hook = hooks.list(&Default::default()).await.expect("list").items.iter().any(|h| {
-        h.webhooks.iter().flatten().any(|w| {
-            w.failure_policy.as_deref() == Some("Fail")
-                && w.rules.iter().flatten().any(|r| r.resources.iter().flatten().any(|x| x == "namespaces"))
-        })
-    });
-    assert!(has_ns_hook, "the fixture must install a failing Namespace webhook");
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(wc.clone());
+    let has_ns_hook = hooks
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .any(|h| {
+            h.webhooks.iter().flatten().any(|w| {
+                w.failure_policy.as_deref() == Some("Fail")
+                    && w.rules
+                        .iter()
+                        .flatten()
+                        .any(|r| r.resources.iter().flatten().any(|x| x == "namespaces"))
+            })
+        });
+    assert!(
+        has_ns_hook,
+        "the fixture must install a failing Namespace webhook"
+    );
     let run = nautes(&["destroy", name, "--charts-dir", cd], Some(&mgmt_kc), None);
     // destroy takes no --charts-dir: it works from the inventory alone
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -260,17 +441,44 @@ async fn preflight_names_missing_permissions_and_nothing_is_written() {
     worker.kubeconfig = worker.restricted_kubeconfig.clone();
     let name = "restricted";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
-    let run = nautes(&["register", "-f", spec_path.to_str().expect("utf8")], Some(&mgmt_kc), None);
+    let run = nautes(
+        &["register", "-f", spec_path.to_str().expect("utf8")],
+        Some(&mgmt_kc),
+        None,
+    );
     assert_eq!(run.code, 4, "{}", run.stderr);
-    for needed in ["create customresourcedefinitions.apiextensions.k8s.io cluster-wide", "create namespaces cluster-wide", "bind clusterroles.rbac.authorization.k8s.io"] {
-        assert!(run.stderr.contains(needed), "missing {needed:?} in:\n{}", run.stderr);
+    for needed in [
+        "create customresourcedefinitions.apiextensions.k8s.io cluster-wide",
+        "create namespaces cluster-wide",
+        "bind clusterroles.rbac.authorization.k8s.io",
+    ] {
+        assert!(
+            run.stderr.contains(needed),
+            "missing {needed:?} in:\n{}",
+            run.stderr
+        );
     }
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     let mgmt = crate::client(&mgmt_kc).await;
     let wc = crate::client(&bed.cluster("worker").kubeconfig).await;
-    assert!(labelled(&mgmt, &format!("{SELECTOR}{name}")).await.is_empty());
-    assert!(labelled(&wc, "app.kubernetes.io/managed-by=kubectl-nautes").await.is_empty());
-    assert!(Api::<Namespace>::all(mgmt).get_opt("nautes").await.expect("get").is_none(), "preflight created the registry namespace");
+    assert!(
+        labelled(&mgmt, &format!("{SELECTOR}{name}"))
+            .await
+            .is_empty()
+    );
+    assert!(
+        labelled(&wc, "app.kubernetes.io/managed-by=kubectl-nautes")
+            .await
+            .is_empty()
+    );
+    assert!(
+        Api::<Namespace>::all(mgmt)
+            .get_opt("nautes")
+            .await
+            .expect("get")
+            .is_none(),
+        "preflight created the registry namespace"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +489,12 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     let mgmt = crate::client(&mgmt_kc).await;
     let name = "busy";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
-    nautes(&["register", "-f", spec_path.to_str().expect("utf8")], Some(&mgmt_kc), None).ok();
+    nautes(
+        &["register", "-f", spec_path.to_str().expect("utf8")],
+        Some(&mgmt_kc),
+        None,
+    )
+    .ok();
     // Argo CD's Application kind in the management cluster (a minimal CRD
     // written here), and one app deploying to the worker, applied with the
     // test bed's real kubectl
@@ -289,7 +502,14 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: applications.argoproj.io}\nspec:\n  group: argoproj.io\n  scope: Namespaced\n  names: {plural: applications, singular: application, kind: Application}\n  versions:\n  - name: v1alpha1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
     let (_c, crd_path) = write_temp("crd.yaml", crd);
     let st = std::process::Command::new(&kubectl)
-        .args(["--kubeconfig", mgmt_kc.to_str().expect("utf8"), "apply", "--server-side", "-f", crd_path.to_str().expect("utf8")])
+        .args([
+            "--kubeconfig",
+            mgmt_kc.to_str().expect("utf8"),
+            "apply",
+            "--server-side",
+            "-f",
+            crd_path.to_str().expect("utf8"),
+        ])
         .status()
         .expect("kubectl");
     assert!(st.success());
@@ -301,7 +521,13 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     let mut ok = false;
     for _ in 0..30 {
         let st = std::process::Command::new(&kubectl)
-            .args(["--kubeconfig", mgmt_kc.to_str().expect("utf8"), "apply", "-f", app_path.to_str().expect("utf8")])
+            .args([
+                "--kubeconfig",
+                mgmt_kc.to_str().expect("utf8"),
+                "apply",
+                "-f",
+                app_path.to_str().expect("utf8"),
+            ])
             .status()
             .expect("kubectl");
         if st.success() {
@@ -314,8 +540,12 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     let run = nautes(&["destroy", name], Some(&mgmt_kc), None);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("argocd/shop"), "{}", run.stderr);
-    assert!(!labelled(&mgmt, &format!("{SELECTOR}{name}")).await.is_empty(), "a refused destroy changed the management cluster");
+    assert!(
+        !labelled(&mgmt, &format!("{SELECTOR}{name}"))
+            .await
+            .is_empty(),
+        "a refused destroy changed the management cluster"
+    );
     nautes(&["destroy", name, "--force"], Some(&mgmt_kc), None).ok();
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }
-

@@ -17,7 +17,10 @@ where
 {
     let deadline = std::time::Instant::now() + timeout;
     while !f().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -46,23 +49,39 @@ async fn testbed_serves_crds_deployments_namespaces_rbac_and_isolated_clusters()
         one.clone(),
         &kube::discovery::ApiResource::erase::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(&()),
     );
-    crds.patch("widgets.smoke.nautes.io", &PatchParams::apply("smoke").force(), &Patch::Apply(&crd))
-        .await
-        .expect("apply CRD");
+    crds.patch(
+        "widgets.smoke.nautes.io",
+        &PatchParams::apply("smoke").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
     eventually("CRD Established", Duration::from_secs(30), || async {
-        crds.get("widgets.smoke.nautes.io").await.ok().is_some_and(|c| {
-            c.data["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
-        })
+        crds.get("widgets.smoke.nautes.io")
+            .await
+            .ok()
+            .is_some_and(|c| {
+                c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                })
+            })
     })
     .await;
     let gvk = kube::api::GroupVersionKind::gvk("smoke.nautes.io", "v1", "Widget");
-    let (ar, _) = kube::discovery::pinned_kind(&one, &gvk).await.expect("discover Widget");
+    let (ar, _) = kube::discovery::pinned_kind(&one, &gvk)
+        .await
+        .expect("discover Widget");
     let widgets: Api<DynamicObject> = Api::namespaced_with(one.clone(), "default", &ar);
     let w = json!({"apiVersion": "smoke.nautes.io/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}});
-    widgets.patch("w1", &PatchParams::apply("smoke"), &Patch::Apply(&w)).await.expect("apply Widget");
-    assert_eq!(widgets.get("w1").await.expect("get Widget").data["spec"]["size"], 3);
+    widgets
+        .patch("w1", &PatchParams::apply("smoke"), &Patch::Apply(&w))
+        .await
+        .expect("apply Widget");
+    assert_eq!(
+        widgets.get("w1").await.expect("get Widget").data["spec"]["size"],
+        3
+    );
 
     // a Deployment becomes Available: scheduler + kwok make its Pod Ready
     let deployments: Api<Deployment> = Api::namespaced(one.clone(), "default");
@@ -73,7 +92,10 @@ async fn testbed_serves_crds_deployments_namespaces_rbac_and_isolated_clusters()
                 "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
     }))
     .expect("deployment");
-    deployments.create(&PostParams::default(), &d).await.expect("create Deployment");
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create Deployment");
     eventually("Deployment available", Duration::from_secs(60), || async {
         deployments
             .get("web")
@@ -87,9 +109,16 @@ async fn testbed_serves_crds_deployments_namespaces_rbac_and_isolated_clusters()
 
     // a deleted namespace is really gone (the namespace controller runs)
     let namespaces: Api<Namespace> = Api::all(one.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}})).expect("ns");
-    namespaces.create(&PostParams::default(), &ns).await.expect("create namespace");
-    namespaces.delete("doomed", &Default::default()).await.expect("delete namespace");
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "doomed"}})).expect("ns");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    namespaces
+        .delete("doomed", &Default::default())
+        .await
+        .expect("delete namespace");
     eventually("namespace gone", Duration::from_secs(60), || async {
         matches!(namespaces.get_opt("doomed").await, Ok(None))
     })
@@ -111,6 +140,12 @@ async fn testbed_serves_crds_deployments_namespaces_rbac_and_isolated_clusters()
         kube::discovery::pinned_kind(&two, &gvk).await.is_err(),
         "the CRD applied to cluster one must not exist in cluster two"
     );
-    assert!(Api::<Deployment>::namespaced(two.clone(), "default").get_opt("web").await.expect("get").is_none());
+    assert!(
+        Api::<Deployment>::namespaced(two.clone(), "default")
+            .get_opt("web")
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert_ne!(bed.cluster("one").server, bed.cluster("two").server);
 }

@@ -12,7 +12,12 @@ fn fixtures() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "json" | "yml")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json" | "yml")
+            )
+        })
         .collect();
     out.sort();
     out
@@ -50,7 +55,11 @@ fn at_least_thirty_invalid_specs_each_fail_with_their_expected_errors_and_contac
         ),
     );
     let files = fixtures();
-    assert!(files.len() >= 30, "only {} invalid spec fixtures", files.len());
+    assert!(
+        files.len() >= 30,
+        "only {} invalid spec fixtures",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let dir = f.parent().expect("parent");
@@ -61,7 +70,10 @@ fn at_least_thirty_invalid_specs_each_fail_with_their_expected_errors_and_contac
         for verb in ["validate", "register"] {
             let run = run_in(dir, &[verb, "-f", name], &kubeconfig);
             if run.code != 2 {
-                failures.push(format!("{name} ({verb}): exit {} instead of 2\n{}", run.code, run.stderr));
+                failures.push(format!(
+                    "{name} ({verb}): exit {} instead of 2\n{}",
+                    run.code, run.stderr
+                ));
                 continue;
             }
             if run.stderr.trim_end() != expected.trim_end() {
@@ -72,16 +84,26 @@ fn at_least_thirty_invalid_specs_each_fail_with_their_expected_errors_and_contac
                 ));
             }
             if !run.stdout.is_empty() {
-                failures.push(format!("{name} ({verb}): printed on stdout: {}", run.stdout));
+                failures.push(format!(
+                    "{name} ({verb}): printed on stdout: {}",
+                    run.stdout
+                ));
             }
         }
     }
     match listener.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        Ok((_, peer)) => failures.push(format!("a request reached the stand-in cluster from {peer}")),
+        Ok((_, peer)) => failures.push(format!(
+            "a request reached the stand-in cluster from {peer}"
+        )),
         Err(e) => failures.push(format!("accept: {e}")),
     }
-    assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -102,7 +124,11 @@ fn every_example_spec_is_valid() {
 
 #[test]
 fn a_spec_on_stdin_is_read_and_named_stdin_in_errors() {
-    let run = crate::nautes(&["validate", "-f", "-"], None, Some("api_server: https://10.0.0.5:6443\n"));
+    let run = crate::nautes(
+        &["validate", "-f", "-"],
+        None,
+        Some("api_server: https://10.0.0.5:6443\n"),
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("<stdin>:"), "{}", run.stderr);
 }
@@ -113,7 +139,15 @@ fn secrets_in_a_spec_never_appear_in_validation_output() {
     let spec = format!(
         "name: leak-test\napi_server: https://10.0.0.5:6443\ncluster_kind: kubernetes\ncluster_type: physical\nusage: worker\ntraefik: {{http_node_port: 80}}\nkubeconfig: |\n  apiVersion: v1\n  kind: Config\n  clusters: []\n  users:\n  - name: u\n    user: {{token: {token}}}\n"
     );
-    let run = crate::nautes(&["validate", "-v", "-f", "-", "-o", "json"], None, Some(&spec));
+    let run = crate::nautes(
+        &["validate", "-v", "-f", "-", "-o", "json"],
+        None,
+        Some(&spec),
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(!run.stderr.contains(token) && !run.stdout.contains(token), "the token leaked:\n{}", run.stderr);
+    assert!(
+        !run.stderr.contains(token) && !run.stdout.contains(token),
+        "the token leaked:\n{}",
+        run.stderr
+    );
 }

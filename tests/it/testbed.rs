@@ -25,6 +25,7 @@ struct State {
 pub struct TestBed {
     child: Child,
     stdin: Option<ChildStdin>,
+    #[allow(dead_code)] // read by `command`
     stdout: BufReader<ChildStdout>,
     _dir: tempfile::TempDir,
     pub clusters: BTreeMap<String, TestCluster>,
@@ -54,15 +55,25 @@ fn launcher() -> PathBuf {
         panic!("NAUTES_TESTBED_LAUNCHER is not set: run the tests with `make test` (see README)")
     };
     let l = PathBuf::from(l);
-    assert!(l.is_file(), "NAUTES_TESTBED_LAUNCHER={} does not exist: run `make testbed`", l.display());
+    assert!(
+        l.is_file(),
+        "NAUTES_TESTBED_LAUNCHER={} does not exist: run `make testbed`",
+        l.display()
+    );
     l
 }
 
 impl TestBed {
     /// Starts one cluster per name; returns when all are ready.
+    // If this panics before returning, the launcher's stdin pipe closes with
+    // the panic and the launcher stops and cleans up on its own.
+    #[allow(clippy::zombie_processes)]
     pub fn start(names: &[&str]) -> TestBed {
         let bin = bin_dir();
-        let dir = tempfile::Builder::new().prefix("nautes-it-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("nautes-it-")
+            .tempdir()
+            .expect("temp dir");
         let mut child = Command::new(launcher())
             .arg("up")
             .arg("--bin")
@@ -87,7 +98,9 @@ impl TestBed {
             let n = stdout.read_line(&mut line).expect("read launcher output");
             if n == 0 {
                 let status = child.wait();
-                panic!("the test bed launcher exited before it was ready ({status:?}); its stderr is above");
+                panic!(
+                    "the test bed launcher exited before it was ready ({status:?}); its stderr is above"
+                );
             }
             if let Some(path) = line.trim().strip_prefix("READY ") {
                 let text = std::fs::read_to_string(path).expect("read testbed.json");
@@ -105,9 +118,12 @@ impl TestBed {
     }
 
     pub fn cluster(&self, name: &str) -> &TestCluster {
-        self.clusters.get(name).unwrap_or_else(|| panic!("no test cluster {name}"))
+        self.clusters
+            .get(name)
+            .unwrap_or_else(|| panic!("no test cluster {name}"))
     }
 
+    #[allow(dead_code)] // used by the fault tests
     /// Sends a command to the launcher (stop-apiserver NAME, start-apiserver NAME).
     pub fn command(&mut self, cmd: &str) {
         let stdin = self.stdin.as_mut().expect("launcher stdin");

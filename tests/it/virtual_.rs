@@ -39,24 +39,68 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
     // a virtual worker whose host is not registered fails before any write
     let run = nautes(&["register", "-f", vp], Some(&mgmt_kc), None);
     assert_eq!(run.code, 3, "{}", run.stderr);
-    assert!(run.stderr.contains("host cluster hdemo is not registered"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("host cluster hdemo is not registered"),
+        "{}",
+        run.stderr
+    );
     assert!(labelled(&mgmt, "nautes.io/cluster=vdemo").await.is_empty());
-    assert!(Api::<Namespace>::all(mgmt.clone()).get_opt("nautes").await.expect("get").is_none());
+    assert!(
+        Api::<Namespace>::all(mgmt.clone())
+            .get_opt("nautes")
+            .await
+            .expect("get")
+            .is_none()
+    );
 
     // the host: Traefik only, registered with usage host
-    let (_h, hpath) = write_temp("host.json", &physical_spec("hdemo", "host", &host, json!({})));
-    nautes(&["register", "-f", hpath.to_str().expect("utf8")], Some(&mgmt_kc), None).ok();
-    let traefik = Api::<Service>::namespaced(hc.clone(), "traefik").get("traefik").await.expect("traefik Service");
+    let (_h, hpath) = write_temp(
+        "host.json",
+        &physical_spec("hdemo", "host", &host, json!({})),
+    );
+    nautes(
+        &["register", "-f", hpath.to_str().expect("utf8")],
+        Some(&mgmt_kc),
+        None,
+    )
+    .ok();
+    let traefik = Api::<Service>::namespaced(hc.clone(), "traefik")
+        .get("traefik")
+        .await
+        .expect("traefik Service");
     let spec = traefik.spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
-    let ports: Vec<i32> = spec.ports.unwrap_or_default().iter().filter_map(|p| p.node_port).collect();
-    assert!(ports.contains(&30080) && ports.contains(&30443), "{ports:?}");
-    assert!(labelled(&hc, "nautes.io/cluster=hdemo,nautes.io/component=argocd").await.is_empty(), "a host gets no Argo CD");
-    let s = Api::<Secret>::namespaced(mgmt.clone(), "argocd").get("cluster-hdemo").await.expect("host secret");
-    assert_eq!(s.metadata.labels.unwrap_or_default().get("cluster.nautes.io/usage").map(String::as_str), Some("host"));
+    let ports: Vec<i32> = spec
+        .ports
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.node_port)
+        .collect();
+    assert!(
+        ports.contains(&30080) && ports.contains(&30443),
+        "{ports:?}"
+    );
+    assert!(
+        labelled(&hc, "nautes.io/cluster=hdemo,nautes.io/component=argocd")
+            .await
+            .is_empty(),
+        "a host gets no Argo CD"
+    );
+    let s = Api::<Secret>::namespaced(mgmt.clone(), "argocd")
+        .get("cluster-hdemo")
+        .await
+        .expect("host secret");
+    assert_eq!(
+        s.metadata
+            .labels
+            .unwrap_or_default()
+            .get("cluster.nautes.io/usage")
+            .map(String::as_str),
+        Some("host")
+    );
 
     // the virtual worker: register runs while this test plays the vcluster
-    let mut child = std::process::Command::new(crate::binary())
+    let child = std::process::Command::new(crate::binary())
         .args(["register", "-f", vp, "-o", "json", "--timeout", "3m"])
         .env("KUBECONFIG", &mgmt_kc)
         .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
@@ -69,10 +113,18 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
     let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(hc.clone(), "vdemo");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        if sts.list(&Default::default()).await.map(|l| !l.items.is_empty()).unwrap_or(false) {
+        if sts
+            .list(&Default::default())
+            .await
+            .map(|l| !l.items.is_empty())
+            .unwrap_or(false)
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the vcluster StatefulSet never appeared in the host");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the vcluster StatefulSet never appeared in the host"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let kubeconfig = std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig");
@@ -81,34 +133,93 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
         "stringData": {"config": kubeconfig},
     }))
     .expect("secret");
-    Api::<Secret>::namespaced(hc.clone(), "vdemo").create(&PostParams::default(), &secret).await.expect("write vc-vdemo");
+    Api::<Secret>::namespaced(hc.clone(), "vdemo")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("write vc-vdemo");
     let out = child.wait_with_output().expect("register");
-    assert!(out.status.success(), "register of the virtual worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "register of the virtual worker failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // inside the virtual cluster: the worker components, no gateway
-    for component in ["hnc", "external-secrets", "argocd", "argo-rollouts", "vault"] {
-        assert!(!labelled(&vc, &format!("nautes.io/cluster=vdemo,nautes.io/component={component}")).await.is_empty(), "{component}");
+    for component in [
+        "hnc",
+        "external-secrets",
+        "argocd",
+        "argo-rollouts",
+        "vault",
+    ] {
+        assert!(
+            !labelled(
+                &vc,
+                &format!("nautes.io/cluster=vdemo,nautes.io/component={component}")
+            )
+            .await
+            .is_empty(),
+            "{component}"
+        );
     }
-    assert!(labelled(&vc, "nautes.io/component=traefik").await.is_empty(), "a virtual worker gets no Traefik");
+    assert!(
+        labelled(&vc, "nautes.io/component=traefik")
+            .await
+            .is_empty(),
+        "a virtual worker gets no Traefik"
+    );
     // in the host: the vcluster and its NodePort Service
-    let svc = Api::<Service>::namespaced(hc.clone(), "vdemo").get("svc-vdemo").await.expect("svc-vdemo");
-    let port = svc.spec.and_then(|s| s.ports).and_then(|p| p.first().cloned()).expect("port");
+    let svc = Api::<Service>::namespaced(hc.clone(), "vdemo")
+        .get("svc-vdemo")
+        .await
+        .expect("svc-vdemo");
+    let port = svc
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().cloned())
+        .expect("port");
     assert_eq!((port.port, port.node_port), (443, Some(31443)));
     // the credential Argo CD got was minted inside the virtual cluster
-    let s = Api::<Secret>::namespaced(mgmt.clone(), "argocd").get("cluster-vdemo").await.expect("secret");
-    let server = String::from_utf8(s.data.expect("data").get("server").expect("server").0.clone()).expect("utf8");
+    let s = Api::<Secret>::namespaced(mgmt.clone(), "argocd")
+        .get("cluster-vdemo")
+        .await
+        .expect("secret");
+    let server = String::from_utf8(
+        s.data
+            .expect("data")
+            .get("server")
+            .expect("server")
+            .0
+            .clone(),
+    )
+    .expect("utf8");
     assert_eq!(server, virt.server);
-    let tokens = Api::<Secret>::namespaced(vc.clone(), "nautes-system").list(&Default::default()).await.expect("list");
-    assert!(tokens.items.iter().any(|t| t.type_.as_deref() == Some("kubernetes.io/service-account-token")));
+    let tokens = Api::<Secret>::namespaced(vc.clone(), "nautes-system")
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(
+        tokens
+            .items
+            .iter()
+            .any(|t| t.type_.as_deref() == Some("kubernetes.io/service-account-token"))
+    );
 
     // the host cannot go while it carries the virtual cluster; --force does not override
     let before = labelled(&hc, "nautes.io/cluster=hdemo").await;
-    for args in [vec!["destroy", "hdemo"], vec!["destroy", "hdemo", "--force"]] {
+    for args in [
+        vec!["destroy", "hdemo"],
+        vec!["destroy", "hdemo", "--force"],
+    ] {
         let run = nautes(&args, Some(&mgmt_kc), None);
         assert_eq!(run.code, 3, "{}", run.stderr);
         assert!(run.stderr.contains("vdemo"), "{}", run.stderr);
     }
-    assert_eq!(labelled(&hc, "nautes.io/cluster=hdemo").await, before, "a refused destroy deleted something");
+    assert_eq!(
+        labelled(&hc, "nautes.io/cluster=hdemo").await,
+        before,
+        "a refused destroy deleted something"
+    );
 
     // destroy in order: the virtual worker, then the host
     nautes(&["destroy", "vdemo"], Some(&mgmt_kc), None).ok();
@@ -121,11 +232,18 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
                 left.push(format!("{what}: {l}"));
             }
         }
-        let vns = Api::<Namespace>::all(hc.clone()).get_opt("vdemo").await.expect("get");
+        let vns = Api::<Namespace>::all(hc.clone())
+            .get_opt("vdemo")
+            .await
+            .expect("get");
         if left.is_empty() && vns.is_none() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "left behind: {left:#?} (host namespace vdemo: {})", vns.is_some());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {left:#?} (host namespace vdemo: {})",
+            vns.is_some()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

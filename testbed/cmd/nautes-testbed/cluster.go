@@ -88,7 +88,7 @@ func (c *cluster) start(ctx context.Context) error {
 		if i == attempts || !errors.As(err, &se) || !se.retry || ctx.Err() != nil {
 			return err
 		}
-		logf("cluster %s: %v; retrying with other ports", c.name, err)
+		logf("%v; retrying with other ports", err)
 		stopProcs(c.procs(), 0)
 		if err := os.RemoveAll(c.dir); err != nil {
 			return err

@@ -177,7 +177,7 @@ func stopProcs(procs []*proc, grace time.Duration) {
 		case <-d:
 		case <-deadline:
 			for _, q := range left[i:] {
-				if q.running() {
+				if q.running() && grace > 0 {
 					logf("%s/%s did not stop within %v of SIGTERM: SIGKILL", q.cluster, q.name, grace)
 				}
 				q.signal(syscall.SIGKILL)
