@@ -2,7 +2,8 @@
 //! stream), results on stdout as a table, YAML or JSON.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -36,18 +37,82 @@ pub struct Progress {
     start: Instant,
     verbosity: u8,
     lock: Mutex<()>,
+    /// On a terminal: a status line redrawn under the log lines.
+    live: Option<Arc<Live>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The live status line: a spinner, the elapsed time, the current step and
+/// its counts (objects applied, workloads ready).
+struct Live {
+    status: Mutex<String>,
+    stop: AtomicBool,
+    start: Instant,
+    frame: AtomicUsize,
+}
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+impl Live {
+    fn draw(&self, err: &mut dyn Write) {
+        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        if status.is_empty() {
+            return;
+        }
+        let f = self.frame.fetch_add(1, Ordering::Relaxed) % SPINNER.len();
+        let _ = write!(
+            err,
+            "\r\x1b[2K\x1b[36m{}\x1b[0m {:5.1}s {status}",
+            SPINNER[f],
+            self.start.elapsed().as_secs_f64()
+        );
+        let _ = err.flush();
+    }
 }
 
 impl Progress {
     pub fn new(mode: ProgressMode, verbosity: u8) -> Self {
         let tty = std::io::stderr().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let start = Instant::now();
+        let (live, ticker) = if tty
+            && mode == ProgressMode::Auto
+            && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
+        {
+            let live = Arc::new(Live {
+                status: Mutex::new(String::new()),
+                stop: AtomicBool::new(false),
+                start,
+                frame: AtomicUsize::new(0),
+            });
+            let l = live.clone();
+            let ticker = std::thread::spawn(move || {
+                while !l.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(120));
+                    l.draw(&mut std::io::stderr().lock());
+                }
+            });
+            (Some(live), Some(ticker))
+        } else {
+            (None, None)
+        };
         Self {
             mode,
             color: tty && !no_color && mode == ProgressMode::Auto,
-            start: Instant::now(),
+            start,
             verbosity,
             lock: Mutex::new(()),
+            live,
+            ticker,
+        }
+    }
+
+    /// Sets the live status line (a terminal only; elsewhere a no-op).
+    pub fn status(&self, text: impl Into<String>) {
+        if let Some(l) = &self.live
+            && let Ok(mut s) = l.status.lock()
+        {
+            *s = text.into();
         }
     }
 
@@ -66,6 +131,9 @@ impl Progress {
                 let _ = writeln!(err, "{line}");
             }
             ProgressMode::Plain | ProgressMode::Auto => {
+                if self.live.is_some() {
+                    let _ = write!(err, "\r\x1b[2K");
+                }
                 let mark = match level {
                     "done" => "✓",
                     "warn" => "!",
@@ -87,6 +155,9 @@ impl Progress {
                     );
                 } else {
                     let _ = writeln!(err, "[{elapsed:6.1}s] {mark} {step}: {message}");
+                }
+                if let Some(l) = &self.live {
+                    l.draw(&mut err);
                 }
             }
         }
@@ -111,6 +182,20 @@ impl Progress {
     pub fn debug(&self, step: &str, message: impl AsRef<str>) {
         if self.verbosity > 0 {
             self.emit("debug", step, message.as_ref());
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(l) = &self.live {
+            l.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.ticker.take() {
+                let _ = t.join();
+            }
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
         }
     }
 }

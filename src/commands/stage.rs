@@ -257,6 +257,10 @@ pub async fn install(
     let total = manifests.len();
     let on_done = |a: &Applied| {
         let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+        progress.status(format!(
+            "apply {target}: {n}/{total} objects applied ({})",
+            a.component
+        ));
         if a.outcome != Outcome::Unchanged {
             progress.change(
                 &format!("apply {target}"),
@@ -371,8 +375,14 @@ pub async fn install(
             );
             let ready = AtomicUsize::new(0);
             let n = workloads.len();
+            progress.status(format!("wait {target}: 0/{n} workloads ready"));
             wait::wait_ready(cluster, &kinds, workloads, opts.timeout, &|w| {
                 let r = ready.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.status(format!(
+                    "wait {target}: {r}/{n} workloads ready ({} of {})",
+                    w.describe(),
+                    w.component
+                ));
                 progress.debug(
                     &format!("wait {target}"),
                     format!("{} ready ({r}/{n})", w.describe()),
@@ -433,6 +443,7 @@ pub async fn install(
     if union != new_state {
         set.save(cluster, &new_state, dry).await?;
     }
+    progress.status(String::new());
     progress.done(&format!("apply {target}"), changes.to_string());
     Ok(StageReport {
         target: target.into(),

@@ -237,6 +237,9 @@ pub async fn wait_ready(
                 .await
                 .map_err(|e| cluster.err(e))?;
             let state = match &got {
+                // a finished Job with ttlSecondsAfterFinished (Argo CD's
+                // redis-secret-init) is deleted by the TTL controller
+                None if w.group_kind == "Job.batch" => Readiness::Ready,
                 None => Readiness::NotReady("not found".into()),
                 Some(o) => {
                     let v = serde_json::to_value(o).unwrap_or(Value::Null);

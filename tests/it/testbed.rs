@@ -25,7 +25,6 @@ struct State {
 pub struct TestBed {
     child: Child,
     stdin: Option<ChildStdin>,
-    #[allow(dead_code)] // read by `command`
     stdout: BufReader<ChildStdout>,
     _dir: tempfile::TempDir,
     pub clusters: BTreeMap<String, TestCluster>,
@@ -123,7 +122,6 @@ impl TestBed {
             .unwrap_or_else(|| panic!("no test cluster {name}"))
     }
 
-    #[allow(dead_code)] // used by the fault tests
     /// Sends a command to the launcher (stop-apiserver NAME, start-apiserver NAME).
     pub fn command(&mut self, cmd: &str) {
         let stdin = self.stdin.as_mut().expect("launcher stdin");

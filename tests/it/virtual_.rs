@@ -247,3 +247,118 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Registers host "hdemo" and virtual worker "vdemo" (playing the vcluster's
+/// part as described at the top of this file).
+async fn register_host_and_virtual(bed: &TestBed, mgmt_kc: &std::path::Path) {
+    let host = bed.cluster("host").clone();
+    let virt = bed.cluster("virtual").clone();
+    let hc = crate::client(&host.kubeconfig).await;
+    let (_h, hpath) = write_temp(
+        "host.json",
+        &physical_spec("hdemo", "host", &host, json!({})),
+    );
+    nautes(
+        &["register", "-f", hpath.to_str().expect("utf8")],
+        Some(mgmt_kc),
+        None,
+    )
+    .ok();
+    let vspec = json!({
+        "name": "vdemo", "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
+        "host_cluster": "hdemo", "vcluster": {"https_node_port": 31444},
+    });
+    let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
+    let child = std::process::Command::new(crate::binary())
+        .args([
+            "register",
+            "-f",
+            vpath.to_str().expect("utf8"),
+            "--timeout",
+            "3m",
+        ])
+        .env("KUBECONFIG", mgmt_kc)
+        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
+        .env("NAUTES_HELM", bed.bin.join("helm"))
+        .env_remove("HTTPS_PROXY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn register");
+    // SIMULATED: the vcluster writing its kubeconfig Secret
+    let secrets: Api<Secret> = Api::namespaced(hc.clone(), "vdemo");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "vc-vdemo", "namespace": "vdemo"},
+        "stringData": {"config": std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig")},
+    }))
+    .expect("secret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace vdemo never appeared in the host"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = child.wait_with_output().expect("register");
+    assert!(
+        out.status.success(),
+        "register of the virtual worker failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forgets_it() {
+    let mut bed = TestBed::start(&["management", "host", "virtual"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let (mgmt, hc) = (
+        crate::client(&mgmt_kc).await,
+        crate::client(&bed.cluster("host").kubeconfig).await,
+    );
+    register_host_and_virtual(&bed, &mgmt_kc).await;
+    // the virtual cluster's API goes away
+    bed.command("stop-apiserver virtual");
+    let run = nautes(
+        &["destroy", "vdemo", "--timeout", "2m"],
+        Some(&mgmt_kc),
+        None,
+    );
+    run.ok();
+    assert!(
+        run.stderr.contains("unreachable"),
+        "destroy should say the virtual cluster is unreachable:\n{}",
+        run.stderr
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = labelled(&hc, "nautes.io/cluster=vdemo").await;
+        let ns = Api::<Namespace>::all(hc.clone())
+            .get_opt("vdemo")
+            .await
+            .expect("get");
+        if left.is_empty() && ns.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "host side left behind: {left:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        labelled(&mgmt, "nautes.io/cluster=vdemo").await.is_empty(),
+        "the management cluster still knows vdemo"
+    );
+    // with its virtual cluster gone, the host can go too
+    nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
+    assert!(
+        labelled(&mgmt, "app.kubernetes.io/managed-by=kubectl-nautes")
+            .await
+            .is_empty()
+    );
+}
