@@ -35,15 +35,41 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         tokio::select! {
             r = kubectl_nautes::run(cli) => r,
-            _ = tokio::signal::ctrl_c() => Err(kubectl_nautes::error::Error::new(
-                ExitCode::Interrupted,
-                "interrupted; run the same command again to converge",
-            )),
+            _ = interrupted() => {
+                kubectl_nautes::registry::release_held_locks().await;
+                Err(kubectl_nautes::error::Error::new(
+                    ExitCode::Interrupted,
+                    "interrupted; run the same command again to converge",
+                ))
+            }
         }
     });
     // temporary files are removed as their guards drop with the runtime
     drop(runtime);
     finish(result)
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn finish(result: kubectl_nautes::error::Result<()>) -> std::process::ExitCode {

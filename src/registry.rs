@@ -414,6 +414,22 @@ pub struct Lock {
 
 pub const LEASE_SECONDS: i32 = 15;
 
+/// Locks held by this process, so an interrupted run can release them
+/// before it exits instead of leaving them to expire.
+static HELD: std::sync::Mutex<Vec<(Cluster, String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Releases every lock this process holds (on SIGINT).
+pub async fn release_held_locks() {
+    let held: Vec<(Cluster, String, String)> = HELD
+        .lock()
+        .map(|mut h| std::mem::take(&mut *h))
+        .unwrap_or_default();
+    for (cluster, ns, name) in held {
+        let api: Api<Lease> = Api::namespaced(cluster.client.clone(), &ns);
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+    }
+}
+
 fn holder() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -495,6 +511,9 @@ impl Lock {
                 }
             })
         };
+        if let Ok(mut h) = HELD.lock() {
+            h.push((cluster.clone(), namespace.to_string(), name.clone()));
+        }
         Ok(Self {
             cluster,
             namespace: namespace.to_string(),
@@ -506,6 +525,9 @@ impl Lock {
     /// Releases the lock.
     pub async fn release(self) {
         self.renew.abort();
+        if let Ok(mut h) = HELD.lock() {
+            h.retain(|(_, ns, n)| !(ns == &self.namespace && n == &self.name));
+        }
         let api: Api<Lease> = Api::namespaced(self.cluster.client.clone(), &self.namespace);
         let _ = api.delete(&self.name, &DeleteParams::default()).await;
     }

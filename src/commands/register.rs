@@ -246,9 +246,16 @@ pub async fn run(ctx: &Ctx, args: &RegisterArgs) -> Result<()> {
     if !dry {
         registry.ensure_namespace(&registry.namespace).await?;
     }
-    let lock = registry.lock(&spec.name).await?;
+    // a server dry run writes nothing, so it takes no lock
+    let lock = if dry {
+        None
+    } else {
+        Some(registry.lock(&spec.name).await?)
+    };
     let result = register_locked(ctx, args, &spec, &plan, &render_opts, &clusters, dry).await;
-    lock.release().await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
     let result = result?;
     match args.output {
         Some(f @ (OutputFormat::Yaml | OutputFormat::Json)) => print_value(&result, f)?,
