@@ -63,7 +63,8 @@ version=$(awk '
 tag=v$version
 
 # the binary must be the one this version builds
-reported=$("$binary" version -o json | sed -n 's/^[[:space:]]*"version":[[:space:]]*"\([^"]*\)".*/\1/p')
+reported=$("$binary" version -o json | grep -o '"version":[[:space:]]*"[^"]*"' | head -n 1 |
+	sed 's/.*"\([^"]*\)"$/\1/') || true
 [ "$reported" = "$version" ] ||
 	die "$binary reports version '${reported}', Cargo.toml says $version: rebuild it"
 
@@ -114,7 +115,7 @@ if tar --version 2>/dev/null | grep -q 'GNU tar'; then
 	tar_flags=(--owner=0 --group=0 --numeric-owner --mtime="@$epoch" --format=ustar)
 fi
 (cd "$stage/root" && tar ${tar_flags[@]+"${tar_flags[@]}"} -cf - kubectl-nautes LICENSE) |
-	gzip -9 -n >"$stage/archive"
+	gzip -n >"$stage/archive"
 mv "$stage/archive" "$archive"
 sum=$(sha256 "$archive")
 printf '%s  %s\n' "$sum" "$name" >"$archive.sha256"
