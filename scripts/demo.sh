@@ -52,7 +52,8 @@ step "the demo spec: examples/cluster-physical-worker.yaml, pointed at the local
   echo "kubeconfig: |"
   sed 's/^/  /' "$work/bed/worker.kubeconfig"
 } >"$work/cluster.yaml"
-grep -v '^ \|^#' "$work/cluster.yaml" | grep -v '^$' | sed 's/^/    /'
+sed '/^kubeconfig:/,$d' "$work/cluster.yaml" | grep -v '^ *#' | grep -v '^$' | sed 's/^/    /'
+echo "    kubeconfig: |   (the worker's admin kubeconfig)"
 run kubectl nautes validate -f "$work/cluster.yaml"
 
 step "register: validate, preflight, render, apply in phases, wait, register"

@@ -311,15 +311,26 @@ async fn remove_set(
     };
     let mut deleted = Vec::new();
     let label = cluster.label.clone();
+    let gone = std::sync::atomic::AtomicUsize::new(0);
+    let total = rest.len();
     delete::delete_members(cluster, &rest, args.timeout, dry, &|k| {
+        let n = gone.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        p.status(format!("destroy: {n}/{total} objects gone"));
         if !dry {
-            p.change(
+            p.debug(
                 "destroy",
                 format!("{label}: {} deleted", delete::describe_key(k)),
             );
         }
     })
     .await?;
+    p.status(String::new());
+    if !dry {
+        p.change(
+            "destroy",
+            format!("{label}: {total} objects deleted (webhooks, workloads, CRDs, cluster-scoped objects, then namespaces) and gone"),
+        );
+    }
     deleted.extend(
         rest.keys()
             .map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))),

@@ -261,30 +261,23 @@ pub async fn install(
             "apply {target}: {n}/{total} objects applied ({})",
             a.component
         ));
-        if a.outcome != Outcome::Unchanged {
-            progress.change(
-                &format!("apply {target}"),
-                format!(
-                    "{} {} ({}/{total})",
-                    crate::k8s::describe(
-                        a.group_kind.split('.').next().unwrap_or(""),
-                        a.namespace.as_deref(),
-                        &a.name
-                    ),
-                    match a.outcome {
-                        Outcome::Created => "created",
-                        Outcome::Configured => "configured",
-                        Outcome::Unchanged => "unchanged",
-                    },
-                    n
+        // one line per object only with -v; the default shows summaries
+        progress.debug(
+            &format!("apply {target}"),
+            format!(
+                "{} {} ({n}/{total})",
+                crate::k8s::describe(
+                    a.group_kind.split('.').next().unwrap_or(""),
+                    a.namespace.as_deref(),
+                    &a.name
                 ),
-            );
-        } else {
-            progress.debug(
-                &format!("apply {target}"),
-                format!("{} unchanged ({n}/{total})", a.name),
-            );
-        }
+                match a.outcome {
+                    Outcome::Created => "created",
+                    Outcome::Configured => "configured",
+                    Outcome::Unchanged => "unchanged",
+                }
+            ),
+        );
     };
 
     let phase_of = |m: &Manifest, kinds: &Kinds| {
@@ -297,13 +290,13 @@ pub async fn install(
         .filter(|m| phase_of(m, &kinds) == Phase::Crds)
         .collect();
     if !crds.is_empty() {
-        progress.info(
+        let applied =
+            apply::apply_many(cluster, &kinds, &crds, &opts.apply, &before_rv, &on_done).await?;
+        progress.change(
             &format!("apply {target}"),
-            format!("{} CustomResourceDefinitions", crds.len()),
+            format!("CustomResourceDefinitions: {}", summary(&applied)),
         );
-        all_applied.extend(
-            apply::apply_many(cluster, &kinds, &crds, &opts.apply, &before_rv, &on_done).await?,
-        );
+        all_applied.extend(applied);
         if !dry {
             let names: Vec<String> = crds.iter().map(|m| m.name().to_string()).collect();
             apply::wait_crds(cluster, &names, opts.timeout).await?;
@@ -324,7 +317,6 @@ pub async fn install(
         if objs.is_empty() {
             continue;
         }
-        progress.info(&format!("apply {target}"), format!("{} {what}", objs.len()));
         if phase == Phase::ClusterScoped && !dry {
             set_namespace_owners(cluster, &mut manifests).await?;
         }
@@ -333,9 +325,13 @@ pub async fn install(
             .filter(|m| phase_of(m, &kinds) == phase)
             .filter(|m| !dry || kinds.resolve(m.api_version(), m.kind()).is_some())
             .collect();
-        all_applied.extend(
-            apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &on_done).await?,
+        let applied =
+            apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &on_done).await?;
+        progress.change(
+            &format!("apply {target}"),
+            format!("{what}: {}", summary(&applied)),
         );
+        all_applied.extend(applied);
     }
     // 5. wait for the workloads, then admission objects, then wait for those
     let watched = |phase_filter: &dyn Fn(Phase) -> bool| -> Vec<Watched> {
@@ -393,26 +389,41 @@ pub async fn install(
         }
     }
     if !admission.is_empty() {
-        progress.info(
+        let applied = apply::apply_many(
+            cluster,
+            &kinds,
+            &admission,
+            &opts.apply,
+            &before_rv,
+            &on_done,
+        )
+        .await?;
+        progress.change(
             &format!("apply {target}"),
-            format!("{} webhook configurations and APIServices", admission.len()),
+            format!(
+                "webhook configurations and APIServices: {}",
+                summary(&applied)
+            ),
         );
-        all_applied.extend(
-            apply::apply_many(
-                cluster,
-                &kinds,
-                &admission,
-                &opts.apply,
-                &before_rv,
-                &on_done,
-            )
-            .await?,
-        );
+        all_applied.extend(applied);
         if opts.wait && !dry {
             let services = watched(&|p| p == Phase::Admission);
             if !services.is_empty() {
                 wait::wait_ready(cluster, &kinds, services, opts.timeout, &|_| {}).await?;
             }
+        }
+    }
+    if !dry {
+        let mut per: BTreeMap<&str, Vec<&Applied>> = BTreeMap::new();
+        for a in &all_applied {
+            per.entry(a.component.as_str()).or_default().push(a);
+        }
+        for (component, applied) in per {
+            let owned: Vec<Applied> = applied.into_iter().cloned().collect();
+            progress.done(
+                &format!("component {component}"),
+                format!("{} objects ({})", owned.len(), summary(&owned)),
+            );
         }
     }
     tally(&all_applied, &mut changes, &mut changed);
@@ -478,6 +489,27 @@ async fn set_namespace_owners(cluster: &Cluster, manifests: &mut [Manifest]) -> 
 }
 
 pub const OWNER_NAMESPACE: &str = "nautes.io/owner-namespace";
+
+/// "3 created, 1 configured, 40 unchanged".
+fn summary(applied: &[Applied]) -> String {
+    let count = |o: Outcome| applied.iter().filter(|a| a.outcome == o).count();
+    let mut parts = Vec::new();
+    for (o, word) in [
+        (Outcome::Created, "created"),
+        (Outcome::Configured, "configured"),
+        (Outcome::Unchanged, "unchanged"),
+    ] {
+        let n = count(o);
+        if n > 0 {
+            parts.push(format!("{n} {word}"));
+        }
+    }
+    if parts.is_empty() {
+        "nothing to apply".into()
+    } else {
+        parts.join(", ")
+    }
+}
 
 fn tally(applied: &[Applied], changes: &mut Changes, changed: &mut Vec<ChangedObject>) {
     for a in applied {
