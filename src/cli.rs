@@ -152,6 +152,10 @@ pub struct RegisterArgs {
 pub struct DestroyArgs {
     /// The cluster's name.
     pub name: String,
+    /// The cluster's spec, whose kubeconfig is used only when the cluster has
+    /// no credential yet (a register stopped before minting one).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Option<std::path::PathBuf>,
     /// Destroy even if Argo CD Applications still deploy to it or custom
     /// resources not created by the plugin would be deleted with its CRDs.
     #[arg(long)]

@@ -104,6 +104,7 @@ impl std::fmt::Debug for Credential {
 }
 
 /// The management cluster's registry.
+#[derive(Clone)]
 pub struct Registry {
     pub cluster: Cluster,
     pub namespace: String,
@@ -111,6 +112,10 @@ pub struct Registry {
 
 fn record_name(name: &str) -> String {
     format!("cluster-{name}")
+}
+
+fn credential_name(name: &str) -> String {
+    format!("credential-{name}")
 }
 
 fn is_ours(meta: &ObjectMeta) -> bool {
@@ -289,8 +294,47 @@ impl Registry {
 
     /// Writes the Argo CD cluster Secret of a cluster.
     pub async fn save_argocd_secret(&self, spec: &ClusterSpec, cred: &Credential) -> Result<()> {
-        let api = self.argocd();
-        let sn = record_name(&spec.name);
+        let labels = json!({
+            SECRET_TYPE_LABEL: "cluster",
+            USAGE_LABEL: usage_str(spec.usage),
+            MANAGED_BY: MANAGER,
+            CLUSTER_LABEL: spec.name,
+        });
+        self.write_cluster_secret(
+            ARGOCD_NAMESPACE,
+            &record_name(&spec.name),
+            labels,
+            spec,
+            cred,
+        )
+        .await
+    }
+
+    /// Writes the plugin's own copy of a cluster's credential, saved as soon
+    /// as it is minted (before the components are installed), so destroy and
+    /// status can reach a cluster whose register did not finish. Argo CD
+    /// does not see it (no secret-type label).
+    pub async fn save_credential(&self, spec: &ClusterSpec, cred: &Credential) -> Result<()> {
+        let labels = json!({MANAGED_BY: MANAGER, CLUSTER_LABEL: spec.name});
+        self.write_cluster_secret(
+            &self.namespace,
+            &credential_name(&spec.name),
+            labels,
+            spec,
+            cred,
+        )
+        .await
+    }
+
+    async fn write_cluster_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: serde_json::Value,
+        spec: &ClusterSpec,
+        cred: &Credential,
+    ) -> Result<()> {
+        let api: Api<Secret> = Api::namespaced(self.cluster.client.clone(), namespace);
         let mut tls = json!({"insecure": cred.insecure});
         if let Some(ca) = &cred.ca_data {
             tls["caData"] = json!(ca);
@@ -298,12 +342,7 @@ impl Registry {
         let config = json!({"bearerToken": cred.token, "tlsClientConfig": tls}).to_string();
         let obj = json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": sn, "namespace": ARGOCD_NAMESPACE, "labels": {
-                SECRET_TYPE_LABEL: "cluster",
-                USAGE_LABEL: usage_str(spec.usage),
-                MANAGED_BY: MANAGER,
-                CLUSTER_LABEL: spec.name,
-            }},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "type": "Opaque",
             "stringData": {"name": spec.name, "server": spec.api_server, "config": config},
         });
@@ -311,19 +350,44 @@ impl Registry {
             PatchParams::apply(FIELD_MANAGER).force(),
             Patch::Apply(&obj),
         );
-        retry(|| api.patch(&sn, &pp, &patch)).await.map_err(|e| {
+        retry(|| api.patch(name, &pp, &patch)).await.map_err(|e| {
             self.cluster
                 .err(e)
-                .context(format!("saving Secret {ARGOCD_NAMESPACE}/{sn}"))
+                .context(format!("saving Secret {namespace}/{name}"))
         })?;
         Ok(())
     }
 
-    /// Reads the credential Argo CD holds for a cluster: (server, credential).
-    pub async fn argocd_credential(&self, name: &str) -> Result<Option<(String, Credential)>> {
-        let api = self.argocd();
-        let sn = record_name(name);
-        let Some(s) = retry(|| api.get_opt(&sn))
+    /// The credential the plugin holds for a cluster: its own copy, else the
+    /// one in the Argo CD cluster Secret. (server, credential).
+    pub async fn credential(&self, name: &str) -> Result<Option<(String, Credential)>> {
+        if let Some(c) = self
+            .read_cluster_secret(&self.namespace, &credential_name(name))
+            .await?
+        {
+            return Ok(Some(c));
+        }
+        self.read_cluster_secret(ARGOCD_NAMESPACE, &record_name(name))
+            .await
+    }
+
+    pub async fn delete_credential(&self, name: &str) -> Result<()> {
+        let api: Api<Secret> = Api::namespaced(self.cluster.client.clone(), &self.namespace);
+        let (n, dp) = (credential_name(name), DeleteParams::default());
+        match retry(|| api.delete(&n, &dp)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.cluster.err(e)),
+        }
+    }
+
+    async fn read_cluster_secret(
+        &self,
+        namespace: &str,
+        sn: &str,
+    ) -> Result<Option<(String, Credential)>> {
+        let api: Api<Secret> = Api::namespaced(self.cluster.client.clone(), namespace);
+        let Some(s) = retry(|| api.get_opt(sn))
             .await
             .map_err(|e| self.cluster.err(e))?
         else {
@@ -337,11 +401,8 @@ impl Registry {
         let (Some(server), Some(config)) = (get("server"), get("config")) else {
             return Ok(None);
         };
-        let v: serde_json::Value = serde_json::from_str(&config).map_err(|_| {
-            Error::internal(format!(
-                "Secret {ARGOCD_NAMESPACE}/{sn}: config is not JSON"
-            ))
-        })?;
+        let v: serde_json::Value = serde_json::from_str(&config)
+            .map_err(|_| Error::internal(format!("Secret {namespace}/{sn}: config is not JSON")))?;
         let token = v["bearerToken"].as_str().unwrap_or_default().to_string();
         Ok(Some((
             server,

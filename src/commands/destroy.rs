@@ -33,7 +33,9 @@ enum Access {
     Token(Cluster),
     /// Not reachable: the reason.
     Unreachable(Error),
-    /// Nothing was ever written there (no credential and no inventory).
+    /// The user's own kubeconfig (from the spec given with -f).
+    User(Cluster),
+    /// No credential was minted.
     Unknown,
 }
 
@@ -128,6 +130,42 @@ async fn destroy_locked(
     let p = &ctx.progress;
     let spec = record.spec.clone();
     let mut deleted = Vec::new();
+    // a physical cluster is reached with the credential the management
+    // cluster holds, or, when a register stopped before minting one, with the
+    // kubeconfig of the spec given with -f
+    let physical_access = if spec.cluster_type == ClusterType::Physical {
+        let mut access = runtime_access(registry, &spec.name, &spec.api_server, ctx).await;
+        if matches!(access, Access::Unknown) {
+            if let Some(file) = &args.filename {
+                let given = super::load_spec(&crate::cli::SpecInput {
+                    filename: file.clone(),
+                    name: Some(spec.name.clone()),
+                })?;
+                let kubeconfig = given.kubeconfig.unwrap_or_default();
+                access = match Cluster::from_kubeconfig_text(
+                    &format!("runtime cluster {}", spec.name),
+                    &kubeconfig,
+                    ctx.connect_options(),
+                )
+                .await
+                {
+                    Ok(c) => match c.version().await {
+                        Ok(_) => Access::User(c),
+                        Err(e) => Access::Unreachable(e),
+                    },
+                    Err(e) => Access::Unreachable(e),
+                };
+            } else if !args.force {
+                return Err(Error::refused(format!(
+                    "cluster {} has no credential in the management cluster: a register stopped before minting one. Pass -f <its spec> so destroy can use the spec's kubeconfig, or --force to only forget the registration",
+                    spec.name
+                )));
+            }
+        }
+        Some(access)
+    } else {
+        None
+    };
     if !dry {
         record.state = State::Destroying;
         record.updated_at = registry::now();
@@ -136,9 +174,12 @@ async fn destroy_locked(
     let set = ApplySet::new(&spec.name);
     match spec.cluster_type {
         ClusterType::Physical => {
-            match runtime_access(registry, &spec.name, &spec.api_server, ctx).await {
+            match physical_access.unwrap_or(Access::Unknown) {
                 Access::Token(c) => {
                     deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?);
+                }
+                Access::User(c) => {
+                    deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?);
                 }
                 Access::Unreachable(e) if args.force => {
                     p.warn(
@@ -156,9 +197,9 @@ async fn destroy_locked(
                         ),
                     ));
                 }
-                Access::Unknown => p.info(
+                Access::Unknown => p.warn(
                     "destroy",
-                    "no credential was minted: nothing was installed by a completed step",
+                    "--force: no credential was minted; forgetting the registration without cleaning the cluster",
                 ),
             }
         }
@@ -169,6 +210,9 @@ async fn destroy_locked(
             match runtime_access(registry, &spec.name, &spec.api_server, ctx).await {
                 Access::Token(c) => {
                     deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?)
+                }
+                Access::User(c) => {
+                    deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?)
                 }
                 Access::Unreachable(e) => {
                     // try the vcluster's own kubeconfig before giving up on the inside
@@ -209,6 +253,7 @@ async fn destroy_locked(
         });
     }
     registry.delete_argocd_secret(&spec.name).await?;
+    registry.delete_credential(&spec.name).await?;
     registry.delete(&spec.name).await?;
     p.done(
         "destroy",
@@ -225,7 +270,7 @@ async fn destroy_locked(
 }
 
 async fn runtime_access(registry: &Registry, name: &str, api_server: &str, ctx: &Ctx) -> Access {
-    let cred = match registry.argocd_credential(name).await {
+    let cred = match registry.credential(name).await {
         Ok(Some((_, c))) => c,
         Ok(None) => return Access::Unknown,
         Err(e) => return Access::Unreachable(e),

@@ -176,7 +176,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             super::register::host_cluster(&registry, h, ctx).await?,
         ));
     }
-    match registry.argocd_credential(&r.name).await? {
+    match registry.credential(&r.name).await? {
         Some((_, cred)) => {
             let kc = registry::token_kubeconfig(&r.name, &r.spec.api_server, &cred);
             let c = Cluster::from_kubeconfig_text(
@@ -187,13 +187,12 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             .await?;
             targets.push(("runtime".into(), c));
         }
-        None => ctx.progress.warn(
-            "status",
-            format!(
-                "cluster {} has no credential yet (state {})",
+        None => {
+            return Err(Error::refused(format!(
+                "cluster {} has no credential yet (state {}): its register stopped early; run register again",
                 r.name, r.state
-            ),
-        ),
+            )));
+        }
     }
     let mut rows = Vec::new();
     for (target, c) in &targets {
@@ -280,7 +279,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let r = record(&registry, &args.name).await?;
     let lock = registry.lock(&r.name).await?;
     let result = async {
-        let (_, old) = registry.argocd_credential(&r.name).await?.ok_or_else(|| {
+        let (_, old) = registry.credential(&r.name).await?.ok_or_else(|| {
             Error::refused(format!(
                 "cluster {} has no credential to rotate (state {})",
                 r.name, r.state

@@ -188,7 +188,7 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
 
 /// The host cluster, reached with the credential Argo CD holds for it.
 pub async fn host_cluster(registry: &Registry, host: &str, ctx: &Ctx) -> Result<Cluster> {
-    let (server, cred) = registry.argocd_credential(host).await?.ok_or_else(|| {
+    let (server, cred) = registry.credential(host).await?.ok_or_else(|| {
         Error::refused(format!("host cluster {host} has no Argo CD cluster Secret in the management cluster; register it again"))
     })?;
     let kc = registry::token_kubeconfig(host, &server, &cred);
@@ -317,7 +317,28 @@ async fn register_locked(
     {
         registry.save(&record).await?;
     }
-    let opts = StageOptions {
+    // mint the credential as soon as its objects exist and keep a copy in the
+    // management cluster, so destroy can reach this cluster even if this run
+    // stops before the end
+    let hook_ca: std::sync::Arc<std::sync::Mutex<Option<String>>> =
+        std::sync::Arc::new(std::sync::Mutex::new(clusters.ca_data.clone()));
+    let hook = {
+        let (registry, spec, ca) = (registry.clone(), spec.clone(), hook_ca.clone());
+        let (insecure, timeout) = (ctx.global.insecure_skip_tls_verify, args.timeout);
+        move |c: Cluster| -> futures::future::BoxFuture<'static, Result<()>> {
+            let (registry, spec) = (registry.clone(), spec.clone());
+            let ca = ca.lock().ok().and_then(|g| g.clone());
+            Box::pin(async move {
+                let mut cred = registry::ensure_credential(&c, &spec.name, false, timeout).await?;
+                if let Some(ca) = ca {
+                    cred.ca_data = Some(ca);
+                }
+                cred.insecure = insecure;
+                registry.save_credential(&spec, &cred).await
+            })
+        }
+    };
+    let mut opts = StageOptions {
         render: render_opts,
         apply: ApplyOptions {
             force_conflicts: args.force_conflicts,
@@ -327,6 +348,7 @@ async fn register_locked(
         wait: args.wait,
         timeout: args.timeout,
         plan_only: false,
+        on_credential: None,
     };
     let set = ApplySet::new(&spec.name);
     let mut reports = Vec::new();
@@ -343,6 +365,9 @@ async fn register_locked(
                     continue;
                 }
                 let (c, ca) = virtual_cluster(host, spec, args.timeout, ctx).await?;
+                if let Ok(mut g) = hook_ca.lock() {
+                    g.clone_from(&ca);
+                }
                 ca_data = ca;
                 c
             }
@@ -363,7 +388,13 @@ async fn register_locked(
                     .join(", ")
             ),
         );
+        opts.on_credential = if st.target == Target::VirtualHost {
+            None
+        } else {
+            Some(&hook)
+        };
         reports.push(stage::install(&cluster, spec, &set, st, &opts, p).await?);
+        opts.on_credential = None;
         if st.target != Target::VirtualHost {
             runtime = Some(cluster);
         }
@@ -403,6 +434,7 @@ async fn register_locked(
     registry
         .ensure_namespace(registry::ARGOCD_NAMESPACE)
         .await?;
+    registry.save_credential(spec, &cred).await?;
     registry.save_argocd_secret(spec, &cred).await?;
     record.state = State::Registered;
     registry.save(&record).await?;
@@ -546,6 +578,7 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
         wait: false,
         timeout: Duration::from_secs(60),
         plan_only: true,
+        on_credential: None,
     };
     let set = ApplySet::new(&spec.name);
     let mut reports = Vec::new();

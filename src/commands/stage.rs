@@ -72,7 +72,17 @@ pub struct StageOptions<'a> {
     pub timeout: Duration,
     /// Compute what would change and stop (diff).
     pub plan_only: bool,
+    /// Called once the credential's objects (component `credential`) are
+    /// applied, before anything else: register mints and saves the token
+    /// there, so a run stopped at any later point can still be destroyed.
+    pub on_credential: Option<&'a CredentialHook>,
 }
+
+/// See [`StageOptions::on_credential`].
+pub type CredentialHook = dyn Fn(Cluster) -> futures::future::BoxFuture<'static, Result<()>> + Sync;
+
+/// The component name of the project's credential manifests.
+pub const CREDENTIAL_COMPONENT: &str = "credential";
 
 /// Renders a stage for a cluster and checks its kinds; nothing is written.
 pub async fn prepare(
@@ -252,6 +262,26 @@ pub async fn install(
     };
     let dry = opts.apply.dry_run_server;
     set.save(cluster, &union, dry).await?;
+
+    // the credential first: its Namespace, its ClusterRoleBinding (owned by
+    // that Namespace) and its ServiceAccount, then the hook
+    if let Some(hook) = opts.on_credential
+        && !dry
+    {
+        set_namespace_owners(cluster, &mut manifests).await?;
+        for phase in [Phase::Namespaces, Phase::ClusterScoped, Phase::Namespaced] {
+            let objs: Vec<&Manifest> = manifests
+                .iter()
+                .filter(|m| {
+                    m.component == CREDENTIAL_COMPONENT
+                        && apply::phase_of(m, kinds.resolve(m.api_version(), m.kind()).as_ref())
+                            == phase
+                })
+                .collect();
+            apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &|_| {}).await?;
+        }
+        hook(cluster.clone()).await?;
+    }
 
     let count = AtomicUsize::new(0);
     let total = manifests.len();

@@ -343,14 +343,16 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
     wait_nothing_left(&wc, name, "the worker").await;
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 
-    // a register killed early, then destroyed without ever completing
+    // a register killed early, then destroyed without ever completing: with
+    // -f, destroy can use the spec's kubeconfig if no credential was minted
     kill_after(&["register", "-f", sp], &mgmt_kc, points[0]);
-    let run = register_until_unlocked(&["destroy", name], &mgmt_kc);
+    let run = register_until_unlocked(&["destroy", name, "-f", sp], &mgmt_kc);
     assert!(
         run.code == 0 || (run.code == 3 && run.stderr.contains("not registered")),
         "{}",
         run.stderr
     );
+    wait_nothing_left(&wc, name, "the worker").await;
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }
 
