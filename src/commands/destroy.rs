@@ -327,6 +327,13 @@ async fn remove_set(
 
     // custom resources that others created would go with our CRDs
     let foreign = foreign_custom_resources(cluster, &kinds, set, &members).await?;
+    p.debug(
+        "destroy",
+        format!(
+            "{}: custom resources of the set's CRDs checked",
+            cluster.label
+        ),
+    );
     if !foreign.is_empty() {
         if args.force {
             p.warn("destroy", format!("--force: deleting {} custom resource(s) not created by kubectl-nautes with their CRDs", foreign.len()));
@@ -458,25 +465,28 @@ async fn foreign_custom_resources(
         .filter(|k| k.0 == crd_gk)
         .map(|k| k.2.as_str())
         .collect();
-    let mut out = Vec::new();
-    for crd in crds {
+    // one list per CRD, all at once (a LIST of a new CRD can wait for its
+    // watch cache, so one after the other adds up)
+    let lists = futures::future::join_all(crds.into_iter().filter_map(|crd| {
         // plural.group
-        let Some((plural, group)) = crd.split_once('.') else {
-            continue;
-        };
-        let Some(g) = kinds_group(kinds, group) else {
-            continue;
-        };
-        let Some((ar, _)) = g.into_iter().find(|(ar, _)| ar.plural == plural) else {
-            continue;
-        };
-        let api: kube::Api<kube::api::DynamicObject> =
-            kube::Api::all_with(cluster.client.clone(), &ar);
-        let lp = ListParams::default();
-        let list = retry(|| api.list_metadata(&lp))
-            .await
-            .map_err(|e| cluster.err(e))?;
-        for o in list.items {
+        let (plural, group) = crd.split_once('.')?;
+        let g = kinds_group(kinds, group)?;
+        let (ar, _) = g.into_iter().find(|(ar, _)| ar.plural == plural)?;
+        Some(async move {
+            let api: kube::Api<kube::api::DynamicObject> =
+                kube::Api::all_with(cluster.client.clone(), &ar);
+            let lp = ListParams::default();
+            let list = retry(|| api.list_metadata(&lp))
+                .await
+                .map_err(|e| cluster.err(e))?;
+            Ok::<_, Error>((ar, list.items))
+        })
+    }))
+    .await;
+    let mut out = Vec::new();
+    for l in lists {
+        let (ar, items) = l?;
+        for o in items {
             let ours = o
                 .metadata
                 .labels
