@@ -301,8 +301,27 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
         .await?;
         fresh.ca_data = old.ca_data.clone();
         fresh.insecure = old.insecure;
+        registry.save_credential(&r.spec, &fresh).await?;
         registry.save_argocd_secret(&r.spec, &fresh).await?;
         let revoked = registry::revoke_credentials(&c, Some(&fresh.secret_name)).await?;
+        // the API server caches successful token reviews for a few seconds:
+        // wait until the old token is really rejected
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client.clone());
+        let lp = kube::api::ListParams::default().limit(1);
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        loop {
+            match api.list(&lp).await {
+                Err(kube::Error::Api(s)) if s.code == 401 => break,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::timeout(format!(
+                        "runtime cluster {}: the old token was deleted but still authenticates after {}s",
+                        r.name,
+                        args.timeout.as_secs()
+                    )));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
         ctx.progress.done(
             "rotate",
             format!(

@@ -265,6 +265,46 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
         .is_empty()
     );
 
+    // rotate-credentials: a new token works, the old one is revoked
+    let token_of = |s: &Secret| -> String {
+        let config = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("config"))
+            .expect("config")
+            .0
+            .clone();
+        let v: Value = serde_json::from_slice(&config).expect("json");
+        v["bearerToken"].as_str().expect("token").to_string()
+    };
+    let argo: Api<Secret> = Api::namespaced(mgmt.clone(), "argocd");
+    let old = token_of(&argo.get(&format!("cluster-{name}")).await.expect("secret"));
+    nautes(&["rotate-credentials", name], Some(&mgmt_kc), None).ok();
+    let new = token_of(&argo.get(&format!("cluster-{name}")).await.expect("secret"));
+    assert_ne!(old, new, "rotate-credentials did not change the token");
+    let with_token = |token: String| {
+        let worker = worker.clone();
+        async move {
+            let ca = std::fs::read_to_string(&worker.kubeconfig).expect("kc");
+            let kc: Value = serde_saphyr::from_str(&ca).expect("yaml");
+            let kc = json!({"apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": worker.server, "certificate-authority-data": kc["clusters"][0]["cluster"]["certificate-authority-data"]}}],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"});
+            let (_d, path) = write_temp("t.kubeconfig", &kc.to_string());
+            let c = crate::client(&path).await;
+            Api::<Namespace>::all(c)
+                .list(&Default::default())
+                .await
+                .map(|_| ())
+        }
+    };
+    with_token(new).await.expect("the new token works");
+    match with_token(old).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 401, "{s:?}"),
+        other => panic!("the old token must be revoked (401), got {other:?}"),
+    }
+
     // destroy leaves nothing in either cluster
     let run = nautes(&["destroy", name], Some(&mgmt_kc), None);
     run.ok();
