@@ -22,6 +22,8 @@ pub const PART_OF: &str = "applyset.kubernetes.io/part-of";
 pub const TOOLING: &str = "applyset.kubernetes.io/tooling";
 pub const GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
 pub const NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+/// The parent's data key holding `ParentState::applied`.
+pub const APPLIED_KEY: &str = "applied.json";
 
 /// An ApplySet: its parent's name and id.
 #[derive(Debug, Clone)]
@@ -36,6 +38,21 @@ pub struct ApplySet {
 pub struct ParentState {
     pub group_kinds: BTreeSet<String>,
     pub namespaces: BTreeSet<String>,
+    /// Per member ("GroupKind/namespace/name"): the resourceVersion our last
+    /// apply left and the hash of what we sent. A member still at that
+    /// resourceVersion, rendered to the same hash, needs no request.
+    pub applied: BTreeMap<String, AppliedRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppliedRecord {
+    pub rv: String,
+    pub hash: String,
+}
+
+/// The key of a member in `ParentState::applied`.
+pub fn applied_key(key: &ObjectKey) -> String {
+    format!("{}/{}/{}", key.0, key.1.as_deref().unwrap_or(""), key.2)
 }
 
 /// A member found in the cluster.
@@ -88,9 +105,16 @@ impl ApplySet {
                 })
                 .unwrap_or_default()
         };
+        let applied = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(APPLIED_KEY))
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
         Ok(Some(ParentState {
             group_kinds: split(GROUP_KINDS),
             namespaces: split(NAMESPACES),
+            applied,
         }))
     }
 
@@ -110,7 +134,8 @@ impl ApplySet {
                     GROUP_KINDS: join(&state.group_kinds),
                     NAMESPACES: join(&state.namespaces),
                 }
-            }
+            },
+            "data": {APPLIED_KEY: serde_json::to_string(&state.applied).unwrap_or_else(|_| "{}".into())},
         });
         let mut pp = PatchParams::apply(FIELD_MANAGER).force();
         if dry_run {

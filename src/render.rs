@@ -140,7 +140,18 @@ pub fn component_values(
 /// Parses a stream of YAML documents into objects, dropping empty ones and
 /// flattening `kind: List`.
 pub fn parse_objects(source: &str, text: &str) -> Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+    // helm's output is the project's own pipeline, not user input: the
+    // parser's default caps (1,024 documents, 250,000 nodes) are too small
+    // for large plans; the aliases caps stay
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 100_000_000,
+            max_events: 400_000_000,
+            max_total_scalar_bytes: 1 << 30,
+        },
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| Error::internal(format!("{source}: output is not valid YAML: {e}")))?;
     let mut out = Vec::new();
     for doc in docs {
@@ -481,6 +492,14 @@ mod tests {
             .map(|o| o["metadata"]["name"].as_str().unwrap_or(""))
             .collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn parse_objects_takes_more_documents_than_the_parsers_default_cap() {
+        let text: String = (0..3000)
+            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"))
+            .collect();
+        assert_eq!(parse_objects("t", &text).expect("parses").len(), 3000);
     }
 
     #[test]

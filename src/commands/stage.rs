@@ -200,6 +200,17 @@ pub async fn install(
         .iter()
         .map(|(k, m)| (k.clone(), m.resource_version.clone()))
         .collect();
+    // what our last apply left (the credential's objects are always sent:
+    // the bootstrap below may just have changed them)
+    let previous: apply::Previous = before
+        .iter()
+        .filter(|(_, m)| m.component != CREDENTIAL_COMPONENT)
+        .filter_map(|(k, _)| {
+            old.applied
+                .get(&crate::inventory::applied_key(k))
+                .map(|r| (k.clone(), (r.rv.clone(), r.hash.clone())))
+        })
+        .collect();
 
     let mut changes = Changes::default();
     let mut changed = Vec::new();
@@ -225,7 +236,16 @@ pub async fn install(
                 && m.object_namespace().is_none_or(|ns| existing.contains(ns))
         };
         let refs: Vec<&Manifest> = manifests.iter().filter(|m| can_dry_run(m)).collect();
-        let applied = apply::apply_many(cluster, &kinds, &refs, &dry, &before_rv, &|_| {}).await?;
+        let applied = apply::apply_many(
+            cluster,
+            &kinds,
+            &refs,
+            &dry,
+            &before_rv,
+            &Default::default(),
+            &|_| {},
+        )
+        .await?;
         for m in manifests.iter().filter(|m| !can_dry_run(m)) {
             changes.created += 1;
             changed.push(ChangedObject {
@@ -259,6 +279,7 @@ pub async fn install(
             .union(&new_state.namespaces)
             .cloned()
             .collect(),
+        applied: old.applied.clone(),
     };
     let dry = opts.apply.dry_run_server;
     set.save(cluster, &union, dry).await?;
@@ -278,7 +299,16 @@ pub async fn install(
                             == phase
                 })
                 .collect();
-            apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &|_| {}).await?;
+            apply::apply_many(
+                cluster,
+                &kinds,
+                &objs,
+                &opts.apply,
+                &before_rv,
+                &Default::default(),
+                &|_| {},
+            )
+            .await?;
         }
         hook(cluster.clone()).await?;
     }
@@ -320,8 +350,16 @@ pub async fn install(
         .filter(|m| phase_of(m, &kinds) == Phase::Crds)
         .collect();
     if !crds.is_empty() {
-        let applied =
-            apply::apply_many(cluster, &kinds, &crds, &opts.apply, &before_rv, &on_done).await?;
+        let applied = apply::apply_many(
+            cluster,
+            &kinds,
+            &crds,
+            &opts.apply,
+            &before_rv,
+            &previous,
+            &on_done,
+        )
+        .await?;
         progress.change(
             &format!("apply {target}"),
             format!("CustomResourceDefinitions: {}", summary(&applied)),
@@ -355,8 +393,16 @@ pub async fn install(
             .filter(|m| phase_of(m, &kinds) == phase)
             .filter(|m| !dry || kinds.resolve(m.api_version(), m.kind()).is_some())
             .collect();
-        let applied =
-            apply::apply_many(cluster, &kinds, &objs, &opts.apply, &before_rv, &on_done).await?;
+        let applied = apply::apply_many(
+            cluster,
+            &kinds,
+            &objs,
+            &opts.apply,
+            &before_rv,
+            &previous,
+            &on_done,
+        )
+        .await?;
         progress.change(
             &format!("apply {target}"),
             format!("{what}: {}", summary(&applied)),
@@ -425,6 +471,7 @@ pub async fn install(
             &admission,
             &opts.apply,
             &before_rv,
+            &previous,
             &on_done,
         )
         .await?;
@@ -456,6 +503,22 @@ pub async fn install(
             );
         }
     }
+    let all_applied_records: BTreeMap<String, crate::inventory::AppliedRecord> = all_applied
+        .iter()
+        .map(|a| {
+            (
+                crate::inventory::applied_key(&(
+                    a.group_kind.clone(),
+                    a.namespace.clone(),
+                    a.name.clone(),
+                )),
+                crate::inventory::AppliedRecord {
+                    rv: a.resource_version.clone(),
+                    hash: a.hash.clone(),
+                },
+            )
+        })
+        .collect();
     tally(&all_applied, &mut changes, &mut changed);
 
     // 6. prune what left the plan
@@ -481,6 +544,9 @@ pub async fn install(
         }
     }
     // 7. the parent now records exactly this plan
+    if !dry {
+        new_state.applied = all_applied_records;
+    }
     if union != new_state {
         set.save(cluster, &new_state, dry).await?;
     }
@@ -533,6 +599,12 @@ fn summary(applied: &[Applied]) -> String {
         if n > 0 {
             parts.push(format!("{n} {word}"));
         }
+    }
+    let skipped = applied.iter().filter(|a| !a.sent).count();
+    if skipped > 0 {
+        parts.push(format!(
+            "{skipped} of them untouched since the last apply, not sent"
+        ));
     }
     if parts.is_empty() {
         "nothing to apply".into()

@@ -32,7 +32,26 @@ pub struct Applied {
     pub name: String,
     pub component: String,
     pub outcome: Outcome,
+    /// The object's resourceVersion after this apply.
+    pub resource_version: String,
+    /// The hash of what was sent.
+    pub hash: String,
+    /// Whether a request was sent (false: skipped as untouched and unchanged).
+    pub sent: bool,
 }
+
+/// The hash of an object as it is sent.
+pub fn hash_of(object: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    let d = Sha256::digest(&bytes);
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the last apply left, per object: (resourceVersion, hash). With it,
+/// an object still at that resourceVersion and rendered to the same hash is
+/// not sent again: nobody touched it and nothing about it changed.
+pub type Previous = BTreeMap<ObjectKey, (String, String)>;
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -213,6 +232,9 @@ pub async fn apply_one(
         name,
         component: m.component.clone(),
         outcome,
+        resource_version: rv.unwrap_or_default().to_string(),
+        hash: hash_of(&m.object),
+        sent: true,
     })
 }
 
@@ -224,6 +246,7 @@ pub async fn apply_many(
     manifests: &[&Manifest],
     opts: &ApplyOptions,
     before: &BTreeMap<ObjectKey, String>,
+    previous: &Previous,
     on_done: &(dyn Fn(&Applied) + Sync),
 ) -> Result<Vec<Applied>> {
     let results: Vec<Result<Applied>> =
@@ -237,14 +260,26 @@ pub async fn apply_many(
                 ))
             })?;
             let key = key_of(m, &kind);
-            let applied = apply_one(
-                cluster,
-                &kind,
-                m,
-                opts,
-                before.get(&key).map(String::as_str),
-            )
-            .await?;
+            let now = before.get(&key).map(String::as_str);
+            if let (Some(now), Some((rv, hash))) = (now, previous.get(&key))
+                && now == rv
+                && *hash == hash_of(&m.object)
+                && !opts.dry_run_server
+            {
+                let skipped = Applied {
+                    group_kind: key.0.clone(),
+                    namespace: key.1.clone(),
+                    name: key.2.clone(),
+                    component: m.component.clone(),
+                    outcome: Outcome::Unchanged,
+                    resource_version: rv.clone(),
+                    hash: hash.clone(),
+                    sent: false,
+                };
+                on_done(&skipped);
+                return Ok(skipped);
+            }
+            let applied = apply_one(cluster, &kind, m, opts, now).await?;
             on_done(&applied);
             Ok(applied)
         }))

@@ -206,6 +206,40 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
     d.ok();
     assert_eq!(d.stdout.trim(), "no changes", "{}", d.stdout);
 
+    // drift: someone edits an object by hand; register notices (its
+    // resourceVersion moved), refuses to overwrite another field manager's
+    // field and names it, and with --force-conflicts puts it back
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(wc.clone(), "argocd");
+    let patch = json!({"data": {"url": "https://drifted.example"}});
+    let pp = kube::api::PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    cms.patch("argocd-cm", &pp, &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("edit argocd-cm by hand");
+    let refused = nautes(&["register", "-f", sp], Some(&mgmt_kc), None);
+    assert_eq!(refused.code, 7, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("kubectl-edit") && refused.stderr.contains("--force-conflicts"),
+        "{}",
+        refused.stderr
+    );
+    let fix = nautes(
+        &["register", "-f", sp, "-o", "json", "--force-conflicts"],
+        Some(&mgmt_kc),
+        None,
+    );
+    fix.ok();
+    let c = &json_out(&fix.stdout)["changes"];
+    assert_eq!(c["configured"].as_u64(), Some(1), "{c}");
+    let cm = cms.get("argocd-cm").await.expect("argocd-cm");
+    assert_ne!(
+        cm.data.unwrap_or_default().get("url").map(String::as_str),
+        Some("https://drifted.example"),
+        "the drift was not repaired"
+    );
+
     // a changed spec: traefik's node port moves, and a pipeline worker swaps
     // Argo Rollouts for Tekton and Argo Events
     let changed = physical_spec(
