@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::api::{DeleteParams, PropagationPolicy};
 
 use super::apply::ObjectKey;
@@ -42,8 +43,34 @@ pub async fn delete_members(
     dry_run: bool,
     on_deleted: &(dyn Fn(&ObjectKey) + Sync),
 ) -> Result<()> {
+    // passive namespaced objects (ConfigMaps, Secrets, RBAC, ...) in
+    // namespaces that are deleted too go with their namespace: the namespace
+    // controller removes them, so no request each
+    let doomed: std::collections::BTreeSet<&str> = members
+        .keys()
+        .filter(|k| k.0 == "Namespace")
+        .map(|k| k.2.as_str())
+        .collect();
+    let mut with_namespace: Vec<&ObjectKey> = Vec::new();
     let mut groups: BTreeMap<u8, Vec<(&ObjectKey, &Member)>> = BTreeMap::new();
     for (k, m) in members {
+        let group = delete_group(&k.0, m.kind.namespaced);
+        let has_pods = matches!(
+            k.0.as_str(),
+            "Deployment.apps"
+                | "StatefulSet.apps"
+                | "DaemonSet.apps"
+                | "ReplicaSet.apps"
+                | "Job.batch"
+                | "CronJob.batch"
+                | "Pod"
+        );
+        // workloads are still deleted first: their Pods go in parallel with
+        // the rest, which is faster than leaving them to the namespace
+        if group == 1 && !has_pods && k.1.as_deref().is_some_and(|ns| doomed.contains(ns)) {
+            with_namespace.push(k);
+            continue;
+        }
         groups
             .entry(delete_group(&k.0, m.kind.namespaced))
             .or_default()
@@ -58,7 +85,7 @@ pub async fn delete_members(
         if dry_run {
             dp = dp.dry_run();
         }
-        let results = futures::future::join_all(group.iter().map(|(k, m)| {
+        let results: Vec<Result<()>> = futures::stream::iter(group.iter().map(|(k, m)| {
             let dp = dp.clone();
             async move {
                 let api = super::api(&cluster.client, &m.kind, k.1.as_deref());
@@ -69,6 +96,8 @@ pub async fn delete_members(
                 }
             }
         }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
         .await;
         for r in results {
             r?;
@@ -83,13 +112,16 @@ pub async fn delete_members(
         let mut pending: Vec<(&ObjectKey, &Member)> = group;
         let mut delay = Duration::from_millis(100);
         loop {
-            let checks = futures::future::join_all(pending.iter().map(|(k, m)| async move {
-                let api = super::api(&cluster.client, &m.kind, k.1.as_deref());
-                retry(|| api.get_metadata_opt(&k.2))
-                    .await
-                    .map(|o| o.is_none())
-            }))
-            .await;
+            let checks: Vec<std::result::Result<bool, kube::Error>> =
+                futures::stream::iter(pending.iter().map(|(k, m)| async move {
+                    let api = super::api(&cluster.client, &m.kind, k.1.as_deref());
+                    retry(|| api.get_metadata_opt(&k.2))
+                        .await
+                        .map(|o| o.is_none())
+                }))
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
             let mut still = Vec::new();
             for ((k, m), gone) in pending.into_iter().zip(checks) {
                 match gone {
@@ -117,8 +149,15 @@ pub async fn delete_members(
             delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
+    // their namespaces are gone, and they with them
+    for k in with_namespace {
+        on_deleted(k);
+    }
     Ok(())
 }
+
+/// Requests in flight at once while deleting.
+const CONCURRENCY: usize = 16;
 
 #[cfg(test)]
 mod tests {
