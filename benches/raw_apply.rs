@@ -10,7 +10,10 @@
 //! puts on every object), so both sides send the API server the same work:
 //! `cm` is COUNT ConfigMaps, `mixed` cycles through ConfigMap, Secret,
 //! ServiceAccount, headless Service, Role and RoleBinding. The namespace
-//! (default `raw-<set>-<COUNT>`) is created first, outside the timing.
+//! (default `raw-<set>-<COUNT>`) is created first, outside the timing. The
+//! labels have the sizes of the plugin's but other values (cluster
+//! `raw-client`, a made-up ApplySet id), so these objects never pass for a
+//! registration's when both share a cluster.
 //!
 //! Prints one line: `raw_apply set=cm count=N seconds=S objects_per_second=X`.
 //! Exit 1 when a request failed. Run with other arguments (as `cargo test
@@ -44,7 +47,7 @@ fn labels(kind: &str) -> Value {
         "app.kubernetes.io/part-of": "nautes-bench",
         "nautes.io/bench-kind": kind,
         "app.kubernetes.io/managed-by": "kubectl-nautes",
-        "nautes.io/cluster": "bench-host",
+        "nautes.io/cluster": "raw-client",
         "nautes.io/component": "traefik",
         "applyset.kubernetes.io/part-of": "applyset-rawrawrawrawrawrawrawrawrawrawrawrawrawrawr-v1",
     })

@@ -71,7 +71,7 @@ mkdir -p "$work/kube-cache"
 
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
-calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", ($1) }"; }
 # a number, or n/a
 num() { [[ ${1:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 ratio() { if num "$1" && num "$2" && [ "$(calc "$2 > 0" 0)" = 1 ]; then calc "$1 / $2"; else echo n/a; fi; }
@@ -86,6 +86,14 @@ nautes() {
     timeout $((TIMEOUT + 60)) "$nautes_bin" "$@"
 }
 kc() { timeout $((TIMEOUT + 60)) "$kubectl" "$@"; }
+
+# the reason a command failed, from its stderr file
+why() { # file
+  local l
+  l=$(grep -m 1 -i '^error' "$1" 2>/dev/null)
+  [ -n "$l" ] || l=$(grep -v '^{' "$1" 2>/dev/null | grep -v '^ *$' | tail -n 1)
+  echo "failed: $(echo "$l" | tr '|' '/' | cut -c1-140)"
+}
 
 # times a command; sets $took (seconds) and returns its status
 took=""
@@ -159,6 +167,7 @@ prepare_baseline() { # spec charts dir
       | select((.metadata.labels["nautes.io/component"] // "") as $c | $own | index($c) | not)
       | del(.metadata.labels["app.kubernetes.io/managed-by", "nautes.io/cluster", "nautes.io/component", "applyset.kubernetes.io/part-of"])]}' \
     "$d/render.json" >"$d/extra.json"
+  jq -r '.items[] | select(.kind == "CustomResourceDefinition") | .metadata.name' "$d/render.json" >"$d/crds"
   jq -r '.items[] | select(.kind | IN("Deployment", "StatefulSet", "DaemonSet", "Job"))
       | "\(.kind) \(.metadata.namespace) \(.metadata.name)"' "$d/render.json" >"$d/workloads"
 }
@@ -210,25 +219,52 @@ baseline_install() { # dir kubeconfig wait(yes|no)
   done <"$d/workloads"
 }
 
-# kubectl delete -f of what baseline_install applied, then the namespaces,
-# waiting until they are gone (as destroy does)
+# kubectl delete -f of what baseline_install applied and of the namespaces,
+# then kubectl wait until the namespaces (so everything in them) and the CRDs
+# (so their custom resources) are gone, as destroy waits. kubectl delete's
+# own default --wait is not used: it waits for one object after the other
+# under kubectl's client-side rate limit, minutes for 1,000 objects.
 baseline_delete() { # dir kubeconfig
-  local d=$1 k=$2 files=() ns=()
-  files=("$d"/rendered-*.yaml)
-  [ "$(jq '.items | length' "$d/extra.json")" -gt 0 ] && files+=("$d/extra.json")
-  local args=() f
-  for f in "${files[@]}"; do args+=(-f "$f"); done
-  kc --kubeconfig "$k" delete --ignore-not-found --wait=true --timeout=${TIMEOUT}s "${args[@]}" >/dev/null || return 1
+  local d=$1 k=$2 args=() f ns=() crds=()
+  for f in "$d"/rendered-*.yaml; do args+=(-f "$f"); done
+  [ "$(jq '.items | length' "$d/extra.json")" -gt 0 ] && args+=(-f "$d/extra.json")
+  kc --kubeconfig "$k" delete --ignore-not-found --wait=false "${args[@]}" >/dev/null || return 1
   mapfile -t ns <"$d/namespaces"
-  kc --kubeconfig "$k" delete namespace --ignore-not-found --wait=true --timeout=${TIMEOUT}s "${ns[@]}" >/dev/null || return 1
-  kc --kubeconfig "$k" wait --for=delete --timeout=${TIMEOUT}s "${ns[@]/#/namespace/}" >/dev/null 2>&1 || true
+  mapfile -t crds <"$d/crds"
+  kc --kubeconfig "$k" delete namespace --ignore-not-found --wait=false "${ns[@]}" >/dev/null || return 1
+  kc --kubeconfig "$k" wait --for=delete --timeout=${TIMEOUT}s "${ns[@]/#/namespace/}" \
+    ${crds[@]+"${crds[@]/#/customresourcedefinition/}"} >/dev/null
 }
 
 # the generated objects, added to a copy of the traefik test chart (the
 # chart of the smallest plan, a host's); raw_apply sends the same objects
 write_bench_template() { # set count
   local t="$work/charts/traefik/templates/zz-bench.yaml"
-  if [ "$1" = cm ]; then
+  if [ "$1" = cmlist ]; then
+    # the same ConfigMaps, 1,000 per kind: List document
+    cat >"$t" <<EOF
+{{- range \$b := until $((($2 + 999) / 1000)) }}
+---
+apiVersion: v1
+kind: List
+items:
+{{- range \$j := until 1000 }}
+{{- \$i := add (mul \$b 1000) \$j }}
+{{- if lt \$i $2 }}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: bench-cm-{{ \$i }}
+    namespace: {{ \$.Release.Namespace }}
+    labels: {app.kubernetes.io/part-of: nautes-bench, nautes.io/bench-kind: cm}
+  data:
+    index: "{{ \$i }}"
+    payload: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+{{- end }}
+{{- end }}
+{{- end }}
+EOF
+  elif [ "$1" = cm ]; then
     cat >"$t" <<EOF
 {{- range \$i := until $2 }}
 ---
@@ -310,17 +346,33 @@ EOF
 }
 
 # from a --progress json log: seconds and object count of the namespaced
-# apply phase (from "apply host: N namespaced objects" to the next step)
+# apply phase. Current format: a summary "apply host: namespaced objects: N
+# created, ..." when the phase ends, the previous event (the summary of the
+# phase before) marking its start. Older format: "apply host: N namespaced
+# objects" when it starts, the next other step when it ends.
 apply_window() { # log -> "seconds count" or nothing
   jq -Rrn '[inputs | fromjson? | select(type == "object")] as $e
-    | ($e | to_entries | map(select(.value.step == "apply host"
-        and (.value.message | test("^[0-9]+ namespaced objects$"))))) as $s
-    | if ($s | length) == 0 then empty else
-        $s[0].key as $i | $s[0].value as $start
-        | ([$e[($i + 1):][] | select(.step != "apply host")][0]) as $end
-        | if $end == null then empty else
-            "\($end.elapsed - $start.elapsed) \($start.message | split(" ")[0])" end end' "$1"
+    | ($e | to_entries) as $x
+    | ([$x[] | select(.value.step == "apply host" and (.value.message | startswith("namespaced objects:")))][0]) as $new
+    | ([$x[] | select(.value.step == "apply host" and (.value.message | test("^[0-9]+ namespaced objects$")))][0]) as $old
+    | if $new != null and $new.key > 0 then
+        "\($new.value.elapsed - $e[$new.key - 1].elapsed) \([$new.value.message | scan("[0-9]+") | tonumber] | add)"
+      elif $old != null then
+        ([$e[($old.key + 1):][] | select(.step != "apply host")][0]) as $fin
+        | if $fin == null then empty else
+            "\($fin.elapsed - $old.value.elapsed) \($old.value.message | split(" ")[0])" end
+      else empty end' "$1"
 }
+# when a destroy's components were gone, and its credential namespace
+destroy_steps() { # log
+  jq -Rrn '[inputs | fromjson? | select(type == "object" and .step == "destroy")] as $e
+    | ([$e[] | select(.message | test("objects deleted"))][0].elapsed) as $a
+    | ([$e[] | select(.message | test("credential removed"))][0].elapsed) as $b
+    | if $a == null then empty else
+        "components gone at \($a * 10 | round / 10) s" + (if $b == null then "" else
+          ", credential namespace gone at \($b * 10 | round / 10) s" end) end' "$1"
+}
+
 # seconds from a step's first event to another's first event
 span() { # log from-step from-level to-step to-level
   jq -Rrn --arg fs "$2" --arg fl "$3" --arg ts "$4" --arg tl "$5" '[inputs | fromjson? | select(type == "object")] as $e
@@ -365,35 +417,40 @@ log "1. register the demo physical worker (tests/charts) vs helm template | kube
 spec demo-worker worker bench-a "$work/demo-a.json"
 # the same spec on the baseline's cluster: same name, so the same values
 spec demo-worker worker bench-b "$work/demo-b.json"
-prepare_baseline "$work/demo-b.json" "$root/tests/charts" "$work/base-demo" ||
-  die "could not prepare the baseline (kubectl-nautes render failed)"
-demo_objects=$(jq '.items | length' "$work/base-demo/render.json")
+base_ok=yes
+prepare_baseline "$work/demo-b.json" "$root/tests/charts" "$work/base-demo" 2>"$work/base-demo-prep.err" || base_ok=no
+demo_objects=$(jq '.items | length' "$work/base-demo/render.json" 2>/dev/null || echo "?")
 
 if timed nautes register -f "$work/demo-a.json" -o json --progress none >"$work/reg-demo.json" 2>"$work/reg-demo.err"; then
   M[reg_nautes]=$took
   M[reg_created]=$(jq '.changes.created' "$work/reg-demo.json")
 else
-  M[reg_nautes]="failed ($(tail -n 1 "$work/reg-demo.err" | cut -c1-80))"
+  M[reg_nautes]="$(why "$work/reg-demo.err")"
 fi
-if timed baseline_install "$work/base-demo" "$b_kc" yes 2>"$work/base-demo.err"; then
+if [ "$base_ok" = no ]; then
+  M[reg_base]="$(why "$work/base-demo-prep.err") (kubectl-nautes render, to prepare the baseline)"
+elif timed baseline_install "$work/base-demo" "$b_kc" yes 2>"$work/base-demo.err"; then
   M[reg_base]=$took
 else
-  M[reg_base]="failed ($(tail -n 1 "$work/base-demo.err" | cut -c1-80))"
+  M[reg_base]="$(why "$work/base-demo.err")"
 fi
 
 # ---------------------------------- 4a. destroy the demo worker vs kubectl delete
 
 log "4. destroy the demo worker vs kubectl delete -f (+ wait for the namespaces)"
-if timed nautes destroy demo-worker --progress none >/dev/null 2>"$work/destroy-demo.err"; then
+if timed nautes destroy demo-worker --progress json >/dev/null 2>"$work/destroy-demo.err"; then
   M[del_demo_nautes]=$took
+  M[del_demo_steps]=$(destroy_steps "$work/destroy-demo.err")
 else
-  M[del_demo_nautes]="failed ($(tail -n 1 "$work/destroy-demo.err" | cut -c1-80))"
+  M[del_demo_nautes]="$(why "$work/destroy-demo.err")"
   nautes destroy demo-worker --force --progress none >/dev/null 2>&1
 fi
-if timed baseline_delete "$work/base-demo" "$b_kc" 2>"$work/base-demo-del.err"; then
+if [ "$base_ok" = no ]; then
+  M[del_demo_base]=n/a
+elif timed baseline_delete "$work/base-demo" "$b_kc" 2>"$work/base-demo-del.err"; then
   M[del_demo_base]=$took
 else
-  M[del_demo_base]="failed ($(tail -n 1 "$work/base-demo-del.err" | cut -c1-80))"
+  M[del_demo_base]="$(why "$work/base-demo-del.err")"
 fi
 
 # --------------------------------------------------- 2, 3, 4b, 5: generated sets
@@ -407,19 +464,41 @@ cp -r "$root/tests/charts/traefik" "$work/charts/traefik"
 charts="$work/charts"
 spec bench-host host bench-a "$work/host.json"
 
+# raw_apply of the same objects into the plugin's cluster (so that only the
+# client differs), each run in a namespace of its own; the floor is the mean
+# of a run just before and one just after the plugin's register
+raw_run() { # key set count run
+  local out="$work/raw-$1-$4"
+  log "   raw_apply: $3 $2 objects (run $4)"
+  if "$raw_apply" "$a_kc" "$3" "$2" "raw-$1-$4" >"$out.out" 2>"$out.err"; then
+    M[${1}_raw$4]=$(sed -n 's/.*objects_per_second=\([0-9.]*\).*/\1/p' "$out.out")
+    M[${1}_rawsec$4]=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' "$out.out")
+  else
+    M[${1}_raw$4]="$(why "$out.err")"
+  fi
+  if num "${M[${1}_rawsec1]:-}" && num "${M[${1}_rawsec2]:-}"; then
+    M[${1}_rawsec]=$(calc "(${M[${1}_rawsec1]} + ${M[${1}_rawsec2]}) / 2" 3)
+  elif num "${M[${1}_rawsec1]:-}"; then
+    M[${1}_rawsec]=${M[${1}_rawsec1]}
+  elif num "${M[${1}_rawsec2]:-}"; then
+    M[${1}_rawsec]=${M[${1}_rawsec2]}
+  fi
+  if num "${M[${1}_rawsec]:-}"; then
+    M[${1}_raw]=$(ratio "$3" "${M[${1}_rawsec]}")
+  else
+    M[${1}_raw]=${M[${1}_raw$4]}
+  fi
+}
+
 # one register of the host spec with SET x COUNT generated objects; fills
 # M[<key>_wall] M[<key>_apply] M[<key>_napply] M[<key>_render]
 register_set() { # key set count [wrapper...]
   local key=$1 set=$2 n=$3
   shift 3
   write_bench_template "$set" "$n"
-  log "   raw_apply: $n $set objects"
-  if "$raw_apply" "$b_kc" "$n" "$set" "raw-$key" >"$work/raw-$key.out" 2>"$work/raw-$key.err"; then
-    M[${key}_raw]=$(sed -n 's/.*objects_per_second=\([0-9.]*\).*/\1/p' "$work/raw-$key.out")
-    M[${key}_rawsec]=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' "$work/raw-$key.out")
-  else
-    M[${key}_raw]="failed ($(tail -n 1 "$work/raw-$key.err" | cut -c1-80))"
-  fi
+  # the raw client just before and just after the plugin, so that a change
+  # of the machine's load during the register does not favour either side
+  [ -n "${M[${key}_raw1]:-}" ] || raw_run "$key" "${set%list}" "$n" 1
   log "   kubectl-nautes register: host + $n $set objects"
   if timed "$@" register -f "$work/host.json" -o json --progress json --timeout ${TIMEOUT}s \
     >"$work/reg-$key.json" 2>"$work/reg-$key.log"; then
@@ -432,14 +511,19 @@ register_set() { # key set count [wrapper...]
     M[${key}_wait]=$(span "$work/reg-$key.log" "wait host" info "wait host" done)
     M[${key}_rate]=$(ratio "${M[${key}_napply]}" "${M[${key}_apply]}")
   else
-    M[${key}_wall]="failed ($(grep -v '^{' "$work/reg-$key.log" | tail -n 1 | cut -c1-80))"
+    M[${key}_wall]="$(why "$work/reg-$key.log")"
+  fi
+  # not after a refused attempt that is about to be run again
+  if num "${M[${key}_wall]}" || ! grep -q 'budget breached' "$work/reg-$key.log"; then
+    raw_run "$key" "${set%list}" "$n" 2
   fi
 }
 destroy_host() { # key
-  if timed nautes destroy bench-host --progress none --timeout ${TIMEOUT}s >/dev/null 2>"$work/destroy-$1.err"; then
+  if timed nautes destroy bench-host --progress json --timeout ${TIMEOUT}s >/dev/null 2>"$work/destroy-$1.err"; then
     M[${1}_destroy]=$took
+    M[${1}_destroy_steps]=$(destroy_steps "$work/destroy-$1.err")
   else
-    M[${1}_destroy]="failed ($(tail -n 1 "$work/destroy-$1.err" | cut -c1-80))"
+    M[${1}_destroy]="$(why "$work/destroy-$1.err")"
     nautes destroy bench-host --force --progress none >/dev/null 2>&1
   fi
 }
@@ -450,10 +534,19 @@ for n in "${SIZES[@]}"; do
   if [ "$n" = 5000 ]; then
     # 5. peak RSS of kubectl-nautes alone (helm detached, see helm-detached)
     mkdir -p "$work/helm-rss"
-    register_set "$key" cm "$n" env HELM_RSS_DIR="$work/helm-rss" \
-      /usr/bin/time -v -o "$work/time-$key.txt" \
-      env KUBECONFIG="$mgmt_kc" NAUTES_HELM="$work/helm-detached" NAUTES_CHARTS_DIR="$charts" \
-      timeout $((TIMEOUT + 60)) "$nautes_bin"
+    rss_cmd=(env HELM_RSS_DIR="$work/helm-rss" /usr/bin/time -v -o "$work/time-$key.txt"
+      env KUBECONFIG="$mgmt_kc" NAUTES_HELM="$work/helm-detached" NAUTES_CHARTS_DIR="$charts"
+      timeout $((TIMEOUT + 60)) "$nautes_bin")
+    register_set "$key" cm "$n" "${rss_cmd[@]}"
+    if ! num "${M[${key}_wall]}" && grep -q 'budget breached' "$work/reg-$key.log"; then
+      # the plugin's YAML parser refuses a chart output of more than 1,024
+      # documents: measure the same objects as kind: List documents instead
+      M[${key}_docs]=${M[${key}_wall]}
+      nautes destroy bench-host --force --progress none >/dev/null 2>&1
+      log "   $n documents refused by kubectl-nautes; again with the objects in kind: List documents"
+      M[${key}_lists]=$(((n + 999) / 1000))
+      register_set "$key" cmlist "$n" "${rss_cmd[@]}"
+    fi
     kb=$(sed -n 's/.*Maximum resident set size (kbytes): *\([0-9]*\).*/\1/p' "$work/time-$key.txt")
     if num "$kb" && num "${M[${key}_wall]}"; then M[rss]=$(calc "$kb / 1024" 1); else M[rss]="failed"; fi
     M[helm_rss]=$(cat "$work"/helm-rss/*.kb 2>/dev/null | sort -n | tail -n 1)
@@ -462,11 +555,13 @@ for n in "${SIZES[@]}"; do
   fi
   if [ "$n" = 1000 ]; then
     log "3. register again, nothing changed, $n objects"
-    if timed nautes register -f "$work/host.json" -o json --progress none >"$work/noop.json" 2>"$work/noop.err"; then
+    if timed nautes register -f "$work/host.json" -o json --progress json >"$work/noop.json" 2>"$work/noop.err"; then
       M[noop]=$took
+      w=$(apply_window "$work/noop.err")
+      M[noop_apply]=${w% *}
       M[noop_changes]=$(jq -r '.changes | "\(.created) created, \(.configured) configured, \(.unchanged) unchanged"' "$work/noop.json")
     else
-      M[noop]="failed ($(tail -n 1 "$work/noop.err" | cut -c1-80))"
+      M[noop]="$(why "$work/noop.err")"
     fi
     log "4. destroy vs kubectl delete -f, host + $n ConfigMaps"
     destroy_host "$key"
@@ -478,10 +573,10 @@ for n in "${SIZES[@]}"; do
       if timed baseline_delete "$work/base-$key" "$b_kc" 2>>"$work/base-$key.err"; then
         M[${key}_kubectl_delete]=$took
       else
-        M[${key}_kubectl_delete]="failed ($(tail -n 1 "$work/base-$key.err" | cut -c1-80))"
+        M[${key}_kubectl_delete]="$(why "$work/base-$key.err")"
       fi
     else
-      M[${key}_kubectl_apply]="failed ($(tail -n 1 "$work/base-$key.err" | cut -c1-80))"
+      M[${key}_kubectl_apply]="$(why "$work/base-$key.err")"
       M[${key}_kubectl_delete]="n/a"
     fi
   else
@@ -531,8 +626,11 @@ report() {
   echo "| # | measurement | kubectl-nautes | baseline | ratio nautes/baseline |"
   echo "|---|---|---|---|---|"
   echo "| 1 | register the demo physical worker ($demo_objects objects; ${M[reg_created]:-?} created), wall | $(secs "${M[reg_nautes]:-n/a}") | $(secs "${M[reg_base]:-n/a}") helm template + kubectl apply --server-side + kubectl wait | $(ratio "${M[reg_nautes]:-n/a}" "${M[reg_base]:-n/a}") |"
+  if [ -n "${M[cm5000_docs]:-}" ]; then
+    echo "| 2 | register host + 5000 ConfigMaps, one YAML document each (the rows below with 5000 use ${M[cm5000_lists]} kind: List documents instead) | ${M[cm5000_docs]} | - | - |"
+  fi
   for key in cm100 cm1000 cm5000 mixed$MIXED; do
-    echo "| 2 | apply throughput, $(set_name "$key"): apply phase (${M[${key}_napply]:-?} objects in $(secs "${M[${key}_apply]:-n/a}")) vs raw_apply | $(rate "${M[${key}_rate]:-}") | $(rate "${M[${key}_raw]:-}") | $(ratio "${M[${key}_rate]:-}" "${M[${key}_raw]:-}") |"
+    echo "| 2 | apply throughput, $(set_name "$key"): apply phase (${M[${key}_napply]:-?} objects in $(secs "${M[${key}_apply]:-n/a}")) vs raw_apply (mean of a run before, ${M[${key}_raw1]:-?} obj/s, and one after, ${M[${key}_raw2]:-?} obj/s) | $(rate "${M[${key}_rate]:-}") | $(rate "${M[${key}_raw]:-}") | $(ratio "${M[${key}_rate]:-}" "${M[${key}_raw]:-}") |"
   done
   for key in cm100 cm1000 cm5000 mixed$MIXED; do
     echo "| 2 | whole register, host + $(set_name "$key"), wall (of which render $(secs "${M[${key}_render]:-n/a}"), wait $(secs "${M[${key}_wait]:-n/a}")) | $(secs "${M[${key}_wall]:-n/a}") | - | - |"
@@ -544,9 +642,9 @@ report() {
   r100=$(per_obj_ms "${M[cm100_rawsec]:-}" 100)
   r5000=$(per_obj_ms "${M[cm5000_rawsec]:-}" 5000)
   echo "| 2 | time per object in the apply phase at 100 / 1,000 / 5,000 (ms) | $p100 / $p1000 / $p5000 | raw_apply $r100 / $(per_obj_ms "${M[cm1000_rawsec]:-}" 1000) / $r5000 | 5,000 vs 100: $(ratio "$p5000" "$p100") |"
-  echo "| 3 | register again, nothing changed, host + 1,000 ConfigMaps (${M[noop_changes]:-?}) | $(secs "${M[noop]:-n/a}") | - | - |"
-  echo "| 4 | destroy the demo worker vs kubectl delete -f + namespaces gone | $(secs "${M[del_demo_nautes]:-n/a}") | $(secs "${M[del_demo_base]:-n/a}") | $(ratio "${M[del_demo_nautes]:-n/a}" "${M[del_demo_base]:-n/a}") |"
-  echo "| 4 | destroy host + 1,000 ConfigMaps vs kubectl delete -f + namespaces gone | $(secs "${M[cm1000_destroy]:-n/a}") | $(secs "${M[cm1000_kubectl_delete]:-n/a}") | $(ratio "${M[cm1000_destroy]:-}" "${M[cm1000_kubectl_delete]:-}") |"
+  echo "| 3 | register again, nothing changed, host + 1,000 ConfigMaps (${M[noop_changes]:-?}; of which $(secs "${M[noop_apply]:-n/a}") re-applying the namespaced objects) | $(secs "${M[noop]:-n/a}") | - | - |"
+  echo "| 4 | destroy the demo worker vs kubectl delete -f + namespaces gone (destroy: ${M[del_demo_steps]:-?}) | $(secs "${M[del_demo_nautes]:-n/a}") | $(secs "${M[del_demo_base]:-n/a}") | $(ratio "${M[del_demo_nautes]:-n/a}" "${M[del_demo_base]:-n/a}") |"
+  echo "| 4 | destroy host + 1,000 ConfigMaps vs kubectl delete -f + namespaces gone (destroy: ${M[cm1000_destroy_steps]:-?}) | $(secs "${M[cm1000_destroy]:-n/a}") | $(secs "${M[cm1000_kubectl_delete]:-n/a}") | $(ratio "${M[cm1000_destroy]:-}" "${M[cm1000_kubectl_delete]:-}") |"
   echo "| 4 | destroy host + 100 / mixed $MIXED / 5,000 ConfigMaps (information) | $(secs "${M[cm100_destroy]:-n/a}") / $(secs "${M[mixed${MIXED}_destroy]:-n/a}") / $(secs "${M[cm5000_destroy]:-n/a}") | - | - |"
   echo "| - | for information: kubectl apply --server-side of the same host + 1,000 ConfigMaps (${M[cm1000_kubectl_n]:-?} objects, no wait) | - | $(secs "${M[cm1000_kubectl_apply]:-n/a}") | - |"
   echo "| 5 | peak RSS of kubectl-nautes, register host + 5,000 ConfigMaps (helm, a separate process: ${M[helm_rss]:+$(calc "${M[helm_rss]:-n/a} / 1024" 1) MiB}) | ${M[rss]:-n/a} MiB | - | - |"

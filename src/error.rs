@@ -101,12 +101,22 @@ impl From<crate::spec::SpecErrors> for Error {
 /// named so a user knows which credential to look at.
 pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
     use kube::Error as K;
+    // exec credential plugins: kube's own messages carry the command, its
+    // environment and its output (where credentials are printed); never show them
+    if let Some(msg) = auth_message(&e) {
+        return Error::new(ExitCode::Unreachable, format!("{cluster}: {msg}"));
+    }
+    if is_tls_failure(&e) {
+        return Error::new(
+            ExitCode::Unreachable,
+            format!("{cluster}: TLS failed: {}", tls_reason(&e)),
+        );
+    }
     match e {
         K::Api(s) => {
             let code = match s.code {
                 401 => ExitCode::Unreachable,
                 403 => ExitCode::Forbidden,
-                409 => ExitCode::ApiFailed,
                 _ => ExitCode::ApiFailed,
             };
             let what = if s.code == 401 {
@@ -116,10 +126,6 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
             };
             Error::new(code, format!("{cluster}: {what}"))
         }
-        K::Auth(a) => Error::new(
-            ExitCode::Unreachable,
-            format!("{cluster}: cannot authenticate: {a}"),
-        ),
         K::HyperError(h) => Error::new(
             ExitCode::Unreachable,
             format!("{cluster}: cannot reach the API server: {}", root_cause(&h)),
@@ -131,10 +137,6 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
                 root_cause(&*s)
             ),
         ),
-        K::RustlsTls(t) => Error::new(
-            ExitCode::Unreachable,
-            format!("{cluster}: TLS failed: {}", root_cause(&t)),
-        ),
         K::InferConfig(c) => Error::new(
             ExitCode::Unreachable,
             format!("{cluster}: cannot load the kubeconfig: {}", root_cause(&c)),
@@ -144,6 +146,70 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
             format!("{cluster}: {}", root_cause(&other)),
         ),
     }
+}
+
+/// A safe message for an authentication failure anywhere in an error chain.
+pub fn auth_message(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use kube::client::AuthError as A;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(a) = err.downcast_ref::<A>() {
+            return Some(match a {
+                A::AuthExecRun { out, .. } => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let last = stderr
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim();
+                    let last: String = last.chars().take(200).collect();
+                    if last.is_empty() {
+                        format!("the exec credential plugin failed ({})", out.status)
+                    } else {
+                        format!("the exec credential plugin failed ({}): {last}", out.status)
+                    }
+                }
+                A::AuthExecStart(io) => format!("cannot start the exec credential plugin: {io}"),
+                A::AuthExecParse(_) => {
+                    "the exec credential plugin did not print an ExecCredential".into()
+                }
+                A::AuthExec(_) | A::ExecPluginFailed => "the exec credential plugin failed".into(),
+                other => format!("cannot authenticate: {other}"),
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        out.push_str(&err.to_string());
+        out.push('\n');
+        cur = err.source();
+    }
+    out
+}
+
+/// Whether an error chain is a TLS certificate failure (never retried).
+pub fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let t = chain_text(e);
+    t.contains("invalid peer certificate")
+        || t.contains("UnknownIssuer")
+        || t.contains("certificate verify")
+        || t.contains("InvalidCertificate")
+}
+
+fn tls_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let t = chain_text(e);
+    t.lines()
+        .find(|l| l.contains("certificate"))
+        .unwrap_or("the server's certificate was not accepted")
+        .trim()
+        .to_string()
 }
 
 /// The innermost message of an error chain, joined with its parents in a

@@ -419,6 +419,47 @@ async fn remove_credential(
     last: &BTreeMap<ObjectKey, Member>,
     timeout: Duration,
 ) -> Result<()> {
+    // the binding must be owned by the namespace (a register stopped between
+    // the two may have left it without): add the owner, or, with no
+    // namespace to own it, delete it as the very last request
+    let ns_name = registry::CREDENTIAL_NAMESPACE;
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(cluster.client.clone());
+    let uid = retry(|| namespaces.get_opt(ns_name))
+        .await
+        .map_err(|e| cluster.err(e))?
+        .and_then(|n| n.metadata.uid);
+    let crbs: kube::Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+        kube::Api::all(cluster.client.clone());
+    if let Some(crb) = retry(|| crbs.get_opt(registry::CREDENTIAL_ACCOUNT))
+        .await
+        .map_err(|e| cluster.err(e))?
+        && crb
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|o| o.is_empty())
+    {
+        match &uid {
+            Some(uid) => {
+                let patch = serde_json::json!({"metadata": {"ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Namespace", "name": ns_name, "uid": uid}
+                ]}});
+                let pp = kube::api::PatchParams::default();
+                let mp = kube::api::Patch::Merge(&patch);
+                retry(|| crbs.patch(registry::CREDENTIAL_ACCOUNT, &pp, &mp))
+                    .await
+                    .map_err(|e| cluster.err(e))?;
+            }
+            None => {
+                let dp = kube::api::DeleteParams::default();
+                retry(|| crbs.delete(registry::CREDENTIAL_ACCOUNT, &dp))
+                    .await
+                    .map_err(|e| cluster.err(e))?;
+                return Ok(());
+            }
+        }
+    }
     let ns_key = last.keys().find(|k| k.0 == "Namespace").cloned();
     let Some(ns_key) = ns_key else {
         return Ok(());

@@ -47,6 +47,9 @@ impl Ctx {
 
     pub async fn registry(&self) -> Result<Registry> {
         let m = self.management().await?;
+        // one request without retries: an unreachable management cluster
+        // fails at once
+        m.version().await?;
         Ok(Registry::new(m, &self.global.registry_namespace))
     }
 }

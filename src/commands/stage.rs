@@ -289,8 +289,11 @@ pub async fn install(
     if let Some(hook) = opts.on_credential
         && !dry
     {
-        set_namespace_owners(cluster, &mut manifests).await?;
         for phase in [Phase::Namespaces, Phase::ClusterScoped, Phase::Namespaced] {
+            if phase == Phase::ClusterScoped {
+                // the Namespace exists now: its uid is the binding's owner
+                set_namespace_owners(cluster, &mut manifests).await?;
+            }
             let objs: Vec<&Manifest> = manifests
                 .iter()
                 .filter(|m| {

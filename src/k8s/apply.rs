@@ -213,8 +213,13 @@ pub async fn apply_one(
             ));
         }
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+            let hint = if s.message.contains("port is already allocated") {
+                "; another Service holds that node port, or the API server has not yet released it after an interrupted create (its repair loop frees it within about 10 minutes): choose another port in the spec or wait"
+            } else {
+                ""
+            };
             return Err(Error::api(format!(
-                "{}: {what} (component {}) was rejected: {}",
+                "{}: {what} (component {}) was rejected: {}{hint}",
                 cluster.label, m.component, s.message
             )));
         }

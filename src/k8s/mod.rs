@@ -273,6 +273,9 @@ pub fn meta_str<'a>(o: &'a Value, field: &str) -> Option<&'a str> {
 /// Whether an error is worth retrying: the API server is restarting, busy,
 /// or the connection dropped.
 pub fn transient(e: &kube::Error) -> bool {
+    if crate::error::is_tls_failure(e) || crate::error::auth_message(e).is_some() {
+        return false;
+    }
     match e {
         kube::Error::Api(s) => s.code == 429 || s.code >= 500,
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
