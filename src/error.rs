@@ -165,9 +165,15 @@ pub fn auth_message(e: &(dyn std::error::Error + 'static)) -> Option<String> {
                         .trim();
                     let last: String = last.chars().take(200).collect();
                     if last.is_empty() {
-                        format!("the exec credential plugin failed ({})", out.status)
+                        format!(
+                            "cannot authenticate: the exec credential plugin failed ({})",
+                            out.status
+                        )
                     } else {
-                        format!("the exec credential plugin failed ({}): {last}", out.status)
+                        format!(
+                            "cannot authenticate: the exec credential plugin failed ({}): {last}",
+                            out.status
+                        )
                     }
                 }
                 A::AuthExecStart(io) => format!("cannot start the exec credential plugin: {io}"),
