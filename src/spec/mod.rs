@@ -141,9 +141,12 @@ pub struct SpecErrors {
     pub errors: Vec<SpecError>,
 }
 
+/// At most this many errors are printed; the rest are counted.
+pub const MAX_SHOWN_ERRORS: usize = 100;
+
 impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
+        for (i, e) in self.errors.iter().take(MAX_SHOWN_ERRORS).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
@@ -151,6 +154,14 @@ impl fmt::Display for SpecErrors {
                 f,
                 "error: {}:{}:{}: {}: {}",
                 self.file, e.line, e.column, e.path, e.message
+            )?;
+        }
+        if self.errors.len() > MAX_SHOWN_ERRORS {
+            write!(
+                f,
+                "\nerror: {}: and {} more error(s) not shown",
+                self.file,
+                self.errors.len() - MAX_SHOWN_ERRORS
             )?;
         }
         Ok(())

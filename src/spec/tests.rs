@@ -1048,3 +1048,18 @@ fn examples_parse() {
         Some("https://127.0.0.1:31443".to_owned())
     );
 }
+
+#[test]
+fn at_most_a_hundred_errors_are_printed_and_the_rest_counted() {
+    let mut text = String::from(
+        "name: many\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\n",
+    );
+    for i in 0..150 {
+        text.push_str(&format!("unknown_key_{i}: 1\n"));
+    }
+    let err = parse("many.yaml", &text, None).expect_err("unknown keys");
+    assert!(err.errors.len() >= 150, "{}", err.errors.len());
+    let shown = err.to_string();
+    assert_eq!(shown.lines().count(), MAX_SHOWN_ERRORS + 1, "{shown}");
+    assert!(shown.ends_with("more error(s) not shown"), "{shown}");
+}
