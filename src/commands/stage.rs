@@ -380,6 +380,10 @@ pub async fn install(
         (Phase::ClusterScoped, "cluster-scoped objects"),
         (Phase::Namespaced, "namespaced objects"),
     ] {
+        if phase == Phase::ClusterScoped && !dry {
+            // the Namespaces exist now: owners can be set
+            set_namespace_owners(cluster, &mut manifests).await?;
+        }
         let objs: Vec<&Manifest> = manifests
             .iter()
             .filter(|m| phase_of(m, &kinds) == phase)
@@ -388,14 +392,6 @@ pub async fn install(
         if objs.is_empty() {
             continue;
         }
-        if phase == Phase::ClusterScoped && !dry {
-            set_namespace_owners(cluster, &mut manifests).await?;
-        }
-        let objs: Vec<&Manifest> = manifests
-            .iter()
-            .filter(|m| phase_of(m, &kinds) == phase)
-            .filter(|m| !dry || kinds.resolve(m.api_version(), m.kind()).is_some())
-            .collect();
         let applied = apply::apply_many(
             cluster,
             &kinds,

@@ -47,6 +47,22 @@ impl Default for ConnectOptions {
     }
 }
 
+/// A client configuration from a parsed kubeconfig, with a one-line error
+/// naming the cluster.
+async fn config_of(label: &str, kc: Kubeconfig, options: &KubeConfigOptions) -> Result<Config> {
+    Config::from_custom_kubeconfig(kc, options)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ExitCode::Unreachable,
+                format!(
+                    "{label}: the kubeconfig cannot be used: {}",
+                    crate::error::root_cause(&e)
+                ),
+            )
+        })
+}
+
 fn finish_config(mut config: Config, opts: ConnectOptions) -> Config {
     if opts.insecure_skip_tls_verify {
         config.accept_invalid_certs = true;
@@ -93,17 +109,7 @@ impl Cluster {
             context,
             ..Default::default()
         };
-        let config = Config::from_custom_kubeconfig(kc, &options)
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ExitCode::Unreachable,
-                    format!(
-                        "{label}: the kubeconfig cannot be used: {}",
-                        crate::error::root_cause(&e)
-                    ),
-                )
-            })?;
+        let config = config_of(label, kc, &options).await?;
         Self::from_config(label.to_string(), finish_config(config, opts))
     }
 
@@ -143,17 +149,7 @@ impl Cluster {
             context: context.map(str::to_string),
             ..Default::default()
         };
-        let config = Config::from_custom_kubeconfig(kc, &options)
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ExitCode::Unreachable,
-                    format!(
-                        "{label}: the kubeconfig cannot be used: {}",
-                        crate::error::root_cause(&e)
-                    ),
-                )
-            })?;
+        let config = config_of(&label, kc, &options).await?;
         Self::from_config(label, finish_config(config, opts))
     }
 
