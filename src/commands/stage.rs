@@ -347,26 +347,22 @@ pub async fn install(
         apply::phase_of(m, kinds.resolve(m.api_version(), m.kind()).as_ref())
     };
     let mut all_applied = Vec::new();
+    let phase_ctx = PhaseCtx {
+        cluster,
+        opts: &opts.apply,
+        before: &before_rv,
+        previous: &previous,
+        on_done: &on_done,
+        progress,
+        target,
+    };
     // 1. CRDs, then wait Established and refresh discovery
     let crds: Vec<&Manifest> = manifests
         .iter()
         .filter(|m| phase_of(m, &kinds) == Phase::Crds)
         .collect();
     if !crds.is_empty() {
-        let applied = apply::apply_many(
-            cluster,
-            &kinds,
-            &crds,
-            &opts.apply,
-            &before_rv,
-            &previous,
-            &on_done,
-        )
-        .await?;
-        progress.change(
-            &format!("apply {target}"),
-            format!("CustomResourceDefinitions: {}", summary(&applied)),
-        );
+        let applied = apply_phase(&phase_ctx, &kinds, &crds, "CustomResourceDefinitions").await?;
         all_applied.extend(applied);
         if !dry {
             let names: Vec<String> = crds.iter().map(|m| m.name().to_string()).collect();
@@ -392,20 +388,7 @@ pub async fn install(
         if objs.is_empty() {
             continue;
         }
-        let applied = apply::apply_many(
-            cluster,
-            &kinds,
-            &objs,
-            &opts.apply,
-            &before_rv,
-            &previous,
-            &on_done,
-        )
-        .await?;
-        progress.change(
-            &format!("apply {target}"),
-            format!("{what}: {}", summary(&applied)),
-        );
+        let applied = apply_phase(&phase_ctx, &kinds, &objs, what).await?;
         all_applied.extend(applied);
     }
     // 5. wait for the workloads, then admission objects, then wait for those
@@ -464,23 +447,13 @@ pub async fn install(
         }
     }
     if !admission.is_empty() {
-        let applied = apply::apply_many(
-            cluster,
+        let applied = apply_phase(
+            &phase_ctx,
             &kinds,
             &admission,
-            &opts.apply,
-            &before_rv,
-            &previous,
-            &on_done,
+            "webhook configurations and APIServices",
         )
         .await?;
-        progress.change(
-            &format!("apply {target}"),
-            format!(
-                "webhook configurations and APIServices: {}",
-                summary(&applied)
-            ),
-        );
         all_applied.extend(applied);
         if opts.wait && !dry {
             let services = watched(&|p| p == Phase::Admission);
@@ -584,6 +557,41 @@ async fn set_namespace_owners(cluster: &Cluster, manifests: &mut [Manifest]) -> 
 }
 
 pub const OWNER_NAMESPACE: &str = "nautes.io/owner-namespace";
+
+/// What every apply phase of a stage shares.
+struct PhaseCtx<'a> {
+    cluster: &'a Cluster,
+    opts: &'a ApplyOptions,
+    before: &'a BTreeMap<ObjectKey, String>,
+    previous: &'a apply::Previous,
+    on_done: &'a (dyn Fn(&Applied) + Sync),
+    progress: &'a Progress,
+    target: &'a str,
+}
+
+/// Applies one phase's objects and reports a one-line summary.
+async fn apply_phase(
+    pc: &PhaseCtx<'_>,
+    kinds: &Kinds,
+    objs: &[&Manifest],
+    what: &str,
+) -> Result<Vec<Applied>> {
+    let applied = apply::apply_many(
+        pc.cluster,
+        kinds,
+        objs,
+        pc.opts,
+        pc.before,
+        pc.previous,
+        pc.on_done,
+    )
+    .await?;
+    pc.progress.change(
+        &format!("apply {}", pc.target),
+        format!("{what}: {}", summary(&applied)),
+    );
+    Ok(applied)
+}
 
 /// "3 created, 1 configured, 40 unchanged".
 fn summary(applied: &[Applied]) -> String {
