@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::k8s::apply::{FIELD_MANAGER, ObjectKey};
-use crate::k8s::{Cluster, Kind, Kinds, retry, split_group_kind};
+use crate::k8s::{Cluster, Kind, Kinds, retry};
+use crate::kinds::split_group_kind;
 use crate::render::{CLUSTER_LABEL, MANAGED_BY, MANAGER};
 
 pub const PARENT_NAMESPACE: &str = "kube-system";
@@ -225,6 +226,62 @@ impl ApplySet {
     /// Adds the membership label to an object.
     pub fn mark(&self, object: &mut Value) {
         object["metadata"]["labels"][PART_OF] = Value::String(self.id.clone());
+    }
+}
+
+impl ApplySet {
+    /// Custom resources of the set's CRDs that are not members of the set:
+    /// they would go with the CRDs.
+    pub async fn foreign_custom_resources(
+        &self,
+        cluster: &Cluster,
+        kinds: &Kinds,
+        members: &BTreeMap<ObjectKey, Member>,
+    ) -> Result<Vec<String>> {
+        let crds: BTreeSet<&str> = members
+            .keys()
+            .filter(|k| k.0 == crate::kinds::CRD)
+            .map(|k| k.2.as_str())
+            .collect();
+        // one list per CRD, all at once (a LIST of a new CRD can wait for its
+        // watch cache, so one after the other adds up)
+        let lists = futures::future::join_all(crds.into_iter().filter_map(|crd| {
+            // plural.group
+            let (plural, group) = crd.split_once('.')?;
+            let resources = kinds.group_resources(group)?;
+            let (ar, _) = resources.into_iter().find(|(ar, _)| ar.plural == plural)?;
+            Some(async move {
+                let api: kube::Api<kube::api::DynamicObject> =
+                    kube::Api::all_with(cluster.client.clone(), &ar);
+                let lp = ListParams::default();
+                let list = retry(|| api.list_metadata(&lp))
+                    .await
+                    .map_err(|e| cluster.err(e))?;
+                Ok::<_, crate::error::Error>((ar, list.items))
+            })
+        }))
+        .await;
+        let mut out = Vec::new();
+        for l in lists {
+            let (ar, items) = l?;
+            for o in items {
+                let ours = o
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(PART_OF))
+                    .is_some_and(|v| *v == self.id);
+                if !ours {
+                    out.push(crate::k8s::describe(
+                        &ar.kind,
+                        o.metadata.namespace.as_deref(),
+                        o.metadata.name.as_deref().unwrap_or(""),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 

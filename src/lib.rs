@@ -2,11 +2,15 @@
 //! GitOps platform. The binary is a thin front end over this library.
 
 pub mod cli;
+pub mod clusters;
 pub mod commands;
+pub mod credential;
 pub mod error;
 pub mod inventory;
 pub mod k8s;
+pub mod kinds;
 pub mod output;
+pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod render;
@@ -17,22 +21,38 @@ use commands::Ctx;
 use error::Result;
 use output::Progress;
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs a parsed command line until it ends or `interrupted` completes
+/// (SIGINT, SIGTERM); then the locks the command holds are released and the
+/// result is exit code 130.
+pub async fn run(cli: Cli, interrupted: impl std::future::Future<Output = ()>) -> Result<()> {
     let ctx = Ctx {
         progress: Progress::new(cli.global.progress, cli.global.verbose),
         global: cli.global,
+        locks: registry::Locks::default(),
     };
-    match &cli.command {
-        Command::Register(a) => commands::register::run(&ctx, a).await,
-        Command::Destroy(a) => commands::destroy::run(&ctx, a).await,
-        Command::List(a) => commands::info::list(&ctx, a).await,
-        Command::Get(a) => commands::info::get(&ctx, a).await,
-        Command::Status(a) => commands::info::status(&ctx, a).await,
-        Command::Diff(a) => commands::register::diff(&ctx, a).await,
+    tokio::select! {
+        r = dispatch(&ctx, &cli.command) => r,
+        _ = interrupted => {
+            ctx.locks.release_all().await;
+            Err(error::Error::new(
+                error::ExitCode::Interrupted,
+                "interrupted; run the same command again to converge",
+            ))
+        }
+    }
+}
+
+async fn dispatch(ctx: &Ctx, command: &Command) -> Result<()> {
+    match command {
+        Command::Register(a) => commands::register::run(ctx, a).await,
+        Command::Destroy(a) => commands::destroy::run(ctx, a).await,
+        Command::List(a) => commands::info::list(ctx, a).await,
+        Command::Get(a) => commands::info::get(ctx, a).await,
+        Command::Status(a) => commands::info::status(ctx, a).await,
+        Command::Diff(a) => commands::register::diff(ctx, a).await,
         Command::Render(a) => commands::offline::render(a).await,
         Command::Validate(a) => commands::offline::validate(a),
-        Command::RotateCredentials(a) => commands::info::rotate(&ctx, a).await,
+        Command::RotateCredentials(a) => commands::info::rotate(ctx, a).await,
         Command::Completion(a) => commands::info::completion(a),
         Command::Version(a) => commands::info::version(a),
     }

@@ -19,7 +19,10 @@ fn main() -> std::process::ExitCode {
     };
     // `version` and `completion` need no runtime
     if let Command::Version(_) | Command::Completion(_) = cli.command {
-        return finish(futures::executor::block_on(kubectl_nautes::run(cli)));
+        return finish(futures::executor::block_on(kubectl_nautes::run(
+            cli,
+            std::future::pending(),
+        )));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -32,18 +35,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(ExitCode::Internal as u8);
         }
     };
-    let result = runtime.block_on(async {
-        tokio::select! {
-            r = kubectl_nautes::run(cli) => r,
-            _ = interrupted() => {
-                kubectl_nautes::registry::release_held_locks().await;
-                Err(kubectl_nautes::error::Error::new(
-                    ExitCode::Interrupted,
-                    "interrupted; run the same command again to converge",
-                ))
-            }
-        }
-    });
+    let result = runtime.block_on(kubectl_nautes::run(cli, interrupted()));
     // temporary files are removed as their guards drop with the runtime
     drop(runtime);
     finish(result)

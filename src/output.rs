@@ -217,6 +217,32 @@ pub fn print_value<T: Serialize>(value: &T, format: OutputFormat) -> crate::erro
     Ok(())
 }
 
+/// Prints rendered objects on stdout: a YAML stream, or with `-o json` a
+/// `kind: List`.
+pub fn print_objects(
+    objects: &[serde_json::Value],
+    format: OutputFormat,
+) -> crate::error::Result<()> {
+    match format {
+        OutputFormat::Json => print_value(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+            OutputFormat::Json,
+        ),
+        _ => {
+            let mut out = String::new();
+            for o in objects {
+                out.push_str("---\n");
+                out.push_str(
+                    &serde_saphyr::to_string(o)
+                        .map_err(|e| crate::error::Error::internal(e.to_string()))?,
+                );
+            }
+            print!("{out}");
+            Ok(())
+        }
+    }
+}
+
 /// Prints rows as an aligned table with a header, like kubectl get.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

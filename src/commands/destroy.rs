@@ -2,19 +2,20 @@
 //! register left. Deletes the inventory in reverse order, waits until it is
 //! gone, removes the credential, then the management records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kube::api::ListParams;
 use serde::Serialize;
 
 use super::Ctx;
-use super::register::{host_cluster, virtual_cluster};
 use crate::cli::{DestroyArgs, DryRun};
+use crate::clusters::{self, Access};
+use crate::credential::{self, CREDENTIAL_NAMESPACE};
 use crate::error::{Error, ExitCode, Result};
-use crate::inventory::{ApplySet, Member, PART_OF};
+use crate::inventory::{ApplySet, Member};
 use crate::k8s::apply::ObjectKey;
-use crate::k8s::{Cluster, Kinds, delete, retry};
+use crate::k8s::{Cluster, Kinds, delete};
+use crate::kinds;
 use crate::output::{OutputFormat, print_value};
 use crate::registry::{self, Record, Registry, State};
 use crate::spec::{ClusterType, Usage};
@@ -25,18 +26,6 @@ pub struct DestroyResult {
     pub name: String,
     pub dry_run: bool,
     pub deleted: Vec<String>,
-}
-
-/// How the plugin reaches a runtime cluster when destroying it.
-enum Access {
-    /// The credential the management cluster holds (the nautes-manager token).
-    Token(Cluster),
-    /// Not reachable: the reason.
-    Unreachable(Error),
-    /// The user's own kubeconfig (from the spec given with -f).
-    User(Cluster),
-    /// No credential was minted.
-    Unknown,
 }
 
 pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
@@ -94,7 +83,7 @@ pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
             )));
         }
     }
-    let lock = registry.lock(&spec.name).await?;
+    let lock = registry.lock(&spec.name, &ctx.locks).await?;
     let result = destroy_locked(ctx, args, &registry, &mut record, dry).await;
     lock.release().await;
     let result = result?;
@@ -134,7 +123,13 @@ async fn destroy_locked(
     // cluster holds, or, when a register stopped before minting one, with the
     // kubeconfig of the spec given with -f
     let physical_access = if spec.cluster_type == ClusterType::Physical {
-        let mut access = runtime_access(registry, &spec.name, &spec.api_server, ctx).await;
+        let mut access = clusters::runtime(
+            registry,
+            &spec.name,
+            &spec.api_server,
+            ctx.connect_options(),
+        )
+        .await;
         if matches!(access, Access::Unknown) {
             if let Some(file) = &args.filename {
                 let given = super::load_spec(&crate::cli::SpecInput {
@@ -205,9 +200,9 @@ async fn destroy_locked(
         }
         ClusterType::Virtual => {
             let host = spec.host_cluster.clone().unwrap_or_default();
-            let host_c = host_cluster(registry, &host, ctx).await?;
+            let host_c = clusters::host(registry, &host, ctx.connect_options()).await?;
             // components inside the virtual cluster, if it still answers
-            match runtime_access(registry, &spec.name, &spec.api_server, ctx).await {
+            match clusters::runtime(registry, &spec.name, &spec.api_server, ctx.connect_options()).await {
                 Access::Token(c) => {
                     deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?)
                 }
@@ -216,7 +211,7 @@ async fn destroy_locked(
                 }
                 Access::Unreachable(e) => {
                     // try the vcluster's own kubeconfig before giving up on the inside
-                    match virtual_cluster(&host_c, &spec, Duration::from_secs(2), ctx).await {
+                    match clusters::virtual_cluster(&host_c, &spec, Duration::from_secs(2), ctx.connect_options(), p).await {
                         Ok((c, _)) => deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?),
                         Err(_) => p.warn(
                             "destroy",
@@ -224,11 +219,12 @@ async fn destroy_locked(
                         ),
                     }
                 }
-                Access::Unknown => match virtual_cluster(
+                Access::Unknown => match clusters::virtual_cluster(
                     &host_c,
                     &spec,
                     Duration::from_secs(2),
-                    ctx,
+                    ctx.connect_options(),
+                    p,
                 )
                 .await
                 {
@@ -269,29 +265,6 @@ async fn destroy_locked(
     })
 }
 
-async fn runtime_access(registry: &Registry, name: &str, api_server: &str, ctx: &Ctx) -> Access {
-    let cred = match registry.credential(name).await {
-        Ok(Some((_, c))) => c,
-        Ok(None) => return Access::Unknown,
-        Err(e) => return Access::Unreachable(e),
-    };
-    let kc = registry::token_kubeconfig(name, api_server, &cred);
-    let c = match Cluster::from_kubeconfig_text(
-        &format!("runtime cluster {name}"),
-        &kc,
-        ctx.connect_options(),
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => return Access::Unreachable(e),
-    };
-    match c.version().await {
-        Ok(_) => Access::Token(c),
-        Err(e) => Access::Unreachable(e),
-    }
-}
-
 /// Deletes every member of the set in a cluster, then the parent. With
 /// `own_credential`, the client acts with the nautes-manager token, whose
 /// namespace goes last.
@@ -326,7 +299,9 @@ async fn remove_set(
     );
 
     // custom resources that others created would go with our CRDs
-    let foreign = foreign_custom_resources(cluster, &kinds, set, &members).await?;
+    let foreign = set
+        .foreign_custom_resources(cluster, &kinds, &members)
+        .await?;
     p.debug(
         "destroy",
         format!(
@@ -346,12 +321,8 @@ async fn remove_set(
             )));
         }
     }
-    let is_credential = |k: &ObjectKey| {
-        (k.0 == "Namespace" && k.2 == registry::CREDENTIAL_NAMESPACE)
-            || (k.1.as_deref() == Some(registry::CREDENTIAL_NAMESPACE))
-            || (k.0 == "ClusterRoleBinding.rbac.authorization.k8s.io"
-                && k.2 == registry::CREDENTIAL_ACCOUNT)
-    };
+    let is_credential =
+        |k: &ObjectKey| credential::is_credential_object(&k.0, k.1.as_deref(), &k.2);
     let (last, rest): (BTreeMap<ObjectKey, Member>, BTreeMap<ObjectKey, Member>) = if own_credential
     {
         members
@@ -396,165 +367,16 @@ async fn remove_set(
                 .map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))),
         );
         if !dry {
-            remove_credential(cluster, &last, args.timeout).await?;
+            let namespace_is_member = last.keys().any(|k| k.0 == kinds::NAMESPACE);
+            credential::remove_own(cluster, namespace_is_member, args.timeout).await?;
             p.change(
                 "destroy",
                 format!(
                     "{}: namespace {} and the nautes-manager credential removed",
-                    cluster.label,
-                    registry::CREDENTIAL_NAMESPACE
+                    cluster.label, CREDENTIAL_NAMESPACE
                 ),
             );
         }
     }
     Ok(deleted)
-}
-
-/// Removes the credential the client itself acts with: the ClusterRoleBinding
-/// is owned by the namespace (garbage-collected with it), so deleting the
-/// namespace is the last request; once its ServiceAccount is gone the token
-/// stops authenticating, which is how the end is observed.
-async fn remove_credential(
-    cluster: &Cluster,
-    last: &BTreeMap<ObjectKey, Member>,
-    timeout: Duration,
-) -> Result<()> {
-    // the binding must be owned by the namespace (a register stopped between
-    // the two may have left it without): add the owner, or, with no
-    // namespace to own it, delete it as the very last request
-    let ns_name = registry::CREDENTIAL_NAMESPACE;
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-        kube::Api::all(cluster.client.clone());
-    let uid = retry(|| namespaces.get_opt(ns_name))
-        .await
-        .map_err(|e| cluster.err(e))?
-        .and_then(|n| n.metadata.uid);
-    let crbs: kube::Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-        kube::Api::all(cluster.client.clone());
-    if let Some(crb) = retry(|| crbs.get_opt(registry::CREDENTIAL_ACCOUNT))
-        .await
-        .map_err(|e| cluster.err(e))?
-        && crb
-            .metadata
-            .owner_references
-            .as_ref()
-            .is_none_or(|o| o.is_empty())
-    {
-        match &uid {
-            Some(uid) => {
-                let patch = serde_json::json!({"metadata": {"ownerReferences": [
-                    {"apiVersion": "v1", "kind": "Namespace", "name": ns_name, "uid": uid}
-                ]}});
-                let pp = kube::api::PatchParams::default();
-                let mp = kube::api::Patch::Merge(&patch);
-                retry(|| crbs.patch(registry::CREDENTIAL_ACCOUNT, &pp, &mp))
-                    .await
-                    .map_err(|e| cluster.err(e))?;
-            }
-            None => {
-                let dp = kube::api::DeleteParams::default();
-                retry(|| crbs.delete(registry::CREDENTIAL_ACCOUNT, &dp))
-                    .await
-                    .map_err(|e| cluster.err(e))?;
-                return Ok(());
-            }
-        }
-    }
-    let ns_key = last.keys().find(|k| k.0 == "Namespace").cloned();
-    let Some(ns_key) = ns_key else {
-        return Ok(());
-    };
-    let Some(member) = last.get(&ns_key) else {
-        return Ok(());
-    };
-    let api = crate::k8s::api(&cluster.client, &member.kind, None);
-    let dp = kube::api::DeleteParams::default();
-    match retry(|| api.delete(&ns_key.2, &dp)).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(cluster.err(e)),
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match api.get_metadata_opt(&ns_key.2).await {
-            Ok(None) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => return Ok(()),
-            _ => {}
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::timeout(format!(
-                "{}: namespace {} is still not gone after {}s",
-                cluster.label,
-                ns_key.2,
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Custom resources of the set's CRDs that are not members of the set.
-async fn foreign_custom_resources(
-    cluster: &Cluster,
-    kinds: &Kinds,
-    set: &ApplySet,
-    members: &BTreeMap<ObjectKey, Member>,
-) -> Result<Vec<String>> {
-    let crd_gk = "CustomResourceDefinition.apiextensions.k8s.io";
-    let crds: BTreeSet<&str> = members
-        .keys()
-        .filter(|k| k.0 == crd_gk)
-        .map(|k| k.2.as_str())
-        .collect();
-    // one list per CRD, all at once (a LIST of a new CRD can wait for its
-    // watch cache, so one after the other adds up)
-    let lists = futures::future::join_all(crds.into_iter().filter_map(|crd| {
-        // plural.group
-        let (plural, group) = crd.split_once('.')?;
-        let g = kinds_group(kinds, group)?;
-        let (ar, _) = g.into_iter().find(|(ar, _)| ar.plural == plural)?;
-        Some(async move {
-            let api: kube::Api<kube::api::DynamicObject> =
-                kube::Api::all_with(cluster.client.clone(), &ar);
-            let lp = ListParams::default();
-            let list = retry(|| api.list_metadata(&lp))
-                .await
-                .map_err(|e| cluster.err(e))?;
-            Ok::<_, Error>((ar, list.items))
-        })
-    }))
-    .await;
-    let mut out = Vec::new();
-    for l in lists {
-        let (ar, items) = l?;
-        for o in items {
-            let ours = o
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(PART_OF))
-                .is_some_and(|v| *v == set.id);
-            if !ours {
-                out.push(crate::k8s::describe(
-                    &ar.kind,
-                    o.metadata.namespace.as_deref(),
-                    o.metadata.name.as_deref().unwrap_or(""),
-                ));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn kinds_group(
-    kinds: &Kinds,
-    group: &str,
-) -> Option<
-    Vec<(
-        kube::discovery::ApiResource,
-        kube::discovery::ApiCapabilities,
-    )>,
-> {
-    kinds.group_resources(group)
 }

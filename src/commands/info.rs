@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{Cli, CompletionArgs, GetArgs, ListArgs, RotateArgs, StatusArgs, VersionArgs};
+use crate::credential;
 use crate::error::{Error, ExitCode, Result};
 use crate::inventory::ApplySet;
 use crate::k8s::wait::{self, Readiness};
@@ -173,18 +174,18 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     if let Some(h) = &r.spec.host_cluster {
         targets.push((
             "virtual-host".into(),
-            super::register::host_cluster(&registry, h, ctx).await?,
+            crate::clusters::host(&registry, h, ctx.connect_options()).await?,
         ));
     }
     match registry.credential(&r.name).await? {
         Some((_, cred)) => {
-            let kc = registry::token_kubeconfig(&r.name, &r.spec.api_server, &cred);
-            let c = Cluster::from_kubeconfig_text(
-                &format!("runtime cluster {}", r.name),
-                &kc,
-                ctx.connect_options(),
-            )
-            .await?;
+            let c = cred
+                .connect(
+                    &format!("runtime cluster {}", r.name),
+                    &r.spec.api_server,
+                    ctx.connect_options(),
+                )
+                .await?;
             targets.push(("runtime".into(), c));
         }
         None => {
@@ -220,10 +221,8 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             }
             let api = crate::k8s::api(&c.client, &m.kind, k.1.as_deref());
             let got = retry(|| api.get_opt(&k.2)).await.map_err(|e| c.err(e))?;
-            let v = got
-                .map(|o| serde_json::to_value(o).unwrap_or_default())
-                .unwrap_or_default();
-            match wait::readiness(&k.0, &v) {
+            let v = got.map(|o| serde_json::to_value(o).unwrap_or_default());
+            match wait::readiness_of(&k.0, v.as_ref()) {
                 Readiness::Ready => {}
                 Readiness::NotReady(why) | Readiness::Failed(why) => {
                     entry.ready = false;
@@ -277,7 +276,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
 pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let registry = ctx.registry().await?;
     let r = record(&registry, &args.name).await?;
-    let lock = registry.lock(&r.name).await?;
+    let lock = registry.lock(&r.name, &ctx.locks).await?;
     let result = async {
         let (_, old) = registry.credential(&r.name).await?.ok_or_else(|| {
             Error::refused(format!(
@@ -285,48 +284,26 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
                 r.name, r.state
             ))
         })?;
-        let kc = registry::token_kubeconfig(&r.name, &r.spec.api_server, &old);
-        let c = Cluster::from_kubeconfig_text(
-            &format!("runtime cluster {}", r.name),
-            &kc,
-            ctx.connect_options(),
-        )
-        .await?;
-        let mut fresh = registry::ensure_credential(
-            &c,
-            &r.name,
-            true,
-            args.timeout.max(Duration::from_secs(5)),
-        )
-        .await?;
+        let c = old
+            .connect(
+                &format!("runtime cluster {}", r.name),
+                &r.spec.api_server,
+                ctx.connect_options(),
+            )
+            .await?;
+        let mut fresh =
+            credential::ensure(&c, &r.name, true, args.timeout.max(Duration::from_secs(5))).await?;
         fresh.ca_data = old.ca_data.clone();
         fresh.insecure = old.insecure;
         registry.save_credential(&r.spec, &fresh).await?;
         registry.save_argocd_secret(&r.spec, &fresh).await?;
-        let revoked = registry::revoke_credentials(&c, Some(&fresh.secret_name)).await?;
-        // the API server caches successful token reviews for a few seconds:
-        // wait until the old token is really rejected
-        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client.clone());
-        let lp = kube::api::ListParams::default().limit(1);
-        let deadline = tokio::time::Instant::now() + args.timeout;
-        loop {
-            match api.list(&lp).await {
-                Err(kube::Error::Api(s)) if s.code == 401 => break,
-                _ if tokio::time::Instant::now() >= deadline => {
-                    return Err(Error::timeout(format!(
-                        "runtime cluster {}: the old token was deleted but still authenticates after {}s",
-                        r.name,
-                        args.timeout.as_secs()
-                    )));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
+        let revoked = credential::revoke(&c, Some(&fresh.secret_name)).await?;
+        credential::wait_rejected(&c, &r.name, args.timeout).await?;
         ctx.progress.done(
             "rotate",
             format!(
                 "new token Secret {}/{}; revoked {}",
-                registry::CREDENTIAL_NAMESPACE,
+                credential::CREDENTIAL_NAMESPACE,
                 fresh.secret_name,
                 if revoked.is_empty() {
                     "none".to_string()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::load_spec;
 use crate::cli::{RenderArgs, ValidateArgs};
 use crate::error::Result;
-use crate::output::{OutputFormat, print_value};
+use crate::output::{OutputFormat, print_objects, print_value};
 use crate::plan::{self, Catalog, Target};
 use crate::render::{self, KubeInfo, RenderOptions};
 
@@ -41,7 +41,7 @@ pub async fn render(args: &RenderArgs) -> Result<()> {
         .iter()
         .flat_map(|(_, ms)| ms.iter().map(|m| render::redacted(&m.object)))
         .collect();
-    super::register::print_rendered(&objects, args.output)
+    print_objects(&objects, args.output)
 }
 
 pub fn validate(args: &ValidateArgs) -> Result<()> {

@@ -6,21 +6,20 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 
-use super::stage::{self, Changes, StageOptions, StageReport};
-use super::{
-    Ctx, RUNTIME_PERMISSIONS, check_permissions, check_permissions_owned, load_spec,
-    management_permissions,
-};
+use super::{Ctx, load_spec};
 use crate::cli::{DiffArgs, DryRun, RegisterArgs};
+use crate::clusters::{self, kubeconfig_ca};
+use crate::credential;
 use crate::error::{Error, ExitCode, Result};
 use crate::inventory::ApplySet;
+use crate::k8s::Cluster;
 use crate::k8s::apply::ApplyOptions;
-use crate::k8s::{Cluster, retry};
-use crate::output::{OutputFormat, print_table, print_value};
+use crate::k8s::permissions::{self, check_permissions, check_permissions_owned};
+use crate::output::{OutputFormat, print_objects, print_table, print_value};
+use crate::pipeline::{self, Changes, StageOptions, StageReport};
 use crate::plan::{self, Catalog, Target};
-use crate::registry::{self, Credential, Record, Registry, State};
+use crate::registry::{self, Record, Registry, State};
 use crate::render::{self, RenderOptions};
 use crate::spec::{ClusterSpec, ClusterType, Usage};
 
@@ -65,7 +64,7 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
     }
     if let Err(e) = check_permissions_owned(
         &registry.cluster,
-        &management_permissions(&registry.namespace),
+        &permissions::management(&registry.namespace),
     )
     .await
     {
@@ -114,7 +113,7 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
                             "preflight",
                             format!("{label} {} reachable, Kubernetes {v}", c.server),
                         );
-                        if let Err(e) = check_permissions(&c, RUNTIME_PERMISSIONS).await {
+                        if let Err(e) = check_permissions(&c, permissions::RUNTIME).await {
                             problems.push(e);
                         }
                         let t = if spec.usage == Usage::Host {
@@ -133,7 +132,7 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
             let host = spec.host_cluster.clone().unwrap_or_default();
             match registry.get(&host).await {
                 Ok(Some(h)) if h.spec.usage == Usage::Host && h.state == State::Registered => {
-                    match host_cluster(&registry, &host, ctx).await {
+                    match clusters::host(&registry, &host, ctx.connect_options()).await {
                         Ok(c) => match c.version().await {
                             Ok(v) => {
                                 p.done("preflight", format!("host cluster {host} {} reachable, Kubernetes {v}", c.server));
@@ -186,32 +185,6 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
     ))
 }
 
-/// The host cluster, reached with the credential Argo CD holds for it.
-pub async fn host_cluster(registry: &Registry, host: &str, ctx: &Ctx) -> Result<Cluster> {
-    let (server, cred) = registry.credential(host).await?.ok_or_else(|| {
-        Error::refused(format!("host cluster {host} has no Argo CD cluster Secret in the management cluster; register it again"))
-    })?;
-    let kc = registry::token_kubeconfig(host, &server, &cred);
-    Cluster::from_kubeconfig_text(&format!("host cluster {host}"), &kc, ctx.connect_options()).await
-}
-
-/// The certificate-authority-data of a kubeconfig's current (or first) cluster.
-pub fn kubeconfig_ca(kubeconfig: &str) -> Option<String> {
-    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).ok()?;
-    let ctx_name = kc.current_context.clone();
-    let cluster_name = ctx_name.and_then(|c| {
-        kc.contexts
-            .iter()
-            .find(|x| x.name == c)
-            .and_then(|x| x.context.as_ref().map(|c| c.cluster.clone()))
-    });
-    let cluster = match cluster_name {
-        Some(n) => kc.clusters.iter().find(|c| c.name == n),
-        None => kc.clusters.first(),
-    }?;
-    cluster.cluster.as_ref()?.certificate_authority_data.clone()
-}
-
 fn render_options(charts: &crate::cli::ChartArgs) -> Result<RenderOptions> {
     Ok(RenderOptions {
         helm: render::find_helm(charts.helm.as_deref())?,
@@ -221,47 +194,25 @@ fn render_options(charts: &crate::cli::ChartArgs) -> Result<RenderOptions> {
 
 pub async fn run(ctx: &Ctx, args: &RegisterArgs) -> Result<()> {
     let spec = load_spec(&args.input)?;
-    let catalog = Catalog::builtin()?;
-    let plan = plan::plan(&spec, &catalog)?;
-    let render_opts = render_options(&args.charts)?;
-    let p = &ctx.progress;
-    p.info(
-        "validate",
-        format!("{} {} is valid", registry::kind_of(&spec), spec.name),
-    );
-
     if args.dry_run == DryRun::Client {
         // stops after render: no cluster is contacted
+        let catalog = Catalog::builtin()?;
+        let plan = plan::plan(&spec, &catalog)?;
+        let render_opts = render_options(&args.charts)?;
+        ctx.progress.info("validate", valid_line(&spec));
         let rendered = render::render_plan(&spec, &plan, &render_opts, &BTreeMap::new()).await?;
         let objects: Vec<serde_json::Value> = rendered
             .iter()
             .flat_map(|(_, ms)| ms.iter().map(|m| render::redacted(&m.object)))
             .collect();
-        return print_rendered(&objects, args.output.unwrap_or(OutputFormat::Yaml));
+        return print_objects(&objects, args.output.unwrap_or(OutputFormat::Yaml));
     }
-    let dry = args.dry_run == DryRun::Server;
-
-    let clusters = preflight(ctx, &spec).await?;
-    let registry = &clusters.registry;
-    if !dry {
-        registry.ensure_namespace(&registry.namespace).await?;
-    }
-    // a server dry run writes nothing, so it takes no lock
-    let lock = if dry {
-        None
-    } else {
-        Some(registry.lock(&spec.name).await?)
-    };
-    let result = register_locked(ctx, args, &spec, &plan, &render_opts, &clusters, dry).await;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
-    let result = result?;
+    let result = register_spec(ctx, &spec, args).await?;
     match args.output {
         Some(f @ (OutputFormat::Yaml | OutputFormat::Json)) => print_value(&result, f)?,
         Some(OutputFormat::Name) => println!("cluster/{}", result.name),
         _ => {
-            let verb = if dry {
+            let verb = if result.dry_run {
                 "would be"
             } else if result.changes.changed() {
                 "registered"
@@ -274,6 +225,120 @@ pub async fn run(ctx: &Ctx, args: &RegisterArgs) -> Result<()> {
     Ok(())
 }
 
+fn valid_line(spec: &ClusterSpec) -> String {
+    format!("{} {} is valid", registry::kind_of(spec), spec.name)
+}
+
+/// Registers a validated spec (a server dry run with `--dry-run=server`):
+/// preflight, the lock, every stage of the plan, the credential and the
+/// records. The front ends (command line, HTTP API) call this.
+pub async fn register_spec(
+    ctx: &Ctx,
+    spec: &ClusterSpec,
+    args: &RegisterArgs,
+) -> Result<RegisterResult> {
+    let catalog = Catalog::builtin()?;
+    let plan = plan::plan(spec, &catalog)?;
+    let render_opts = render_options(&args.charts)?;
+    ctx.progress.info("validate", valid_line(spec));
+    let clusters = preflight(ctx, spec).await?;
+    if args.dry_run == DryRun::Server {
+        // a server dry run writes nothing, so it takes no lock
+        return preview(ctx, spec, &plan, &render_opts, &clusters, args).await;
+    }
+    let registry = &clusters.registry;
+    registry.ensure_namespace(&registry.namespace).await?;
+    let lock = registry.lock(&spec.name, &ctx.locks).await?;
+    let result = register_locked(ctx, args, spec, &plan, &render_opts, &clusters).await;
+    lock.release().await;
+    result
+}
+
+/// `register --dry-run=server`: what register would change, as diff finds it.
+async fn preview(
+    ctx: &Ctx,
+    spec: &ClusterSpec,
+    plan: &plan::Plan,
+    render_opts: &RenderOptions,
+    clusters: &Clusters,
+    args: &RegisterArgs,
+) -> Result<RegisterResult> {
+    let apply = ApplyOptions {
+        force_conflicts: args.force_conflicts,
+        dry_run_server: true,
+        concurrency: args.concurrency,
+    };
+    let stages =
+        preview_stages(ctx, spec, plan, render_opts, clusters, apply, args.timeout).await?;
+    let mut changes = Changes::default();
+    for r in &stages {
+        changes.add(&r.changes);
+    }
+    Ok(RegisterResult {
+        name: spec.name.clone(),
+        kind: registry::kind_of(spec),
+        state: "DryRun".into(),
+        dry_run: true,
+        changes,
+        stages,
+    })
+}
+
+/// Previews every stage of a plan (diff and `register --dry-run=server`).
+/// A virtual cluster that does not exist yet is skipped with a warning: all
+/// its components would be created.
+async fn preview_stages(
+    ctx: &Ctx,
+    spec: &ClusterSpec,
+    plan: &plan::Plan,
+    render_opts: &RenderOptions,
+    clusters: &Clusters,
+    apply: ApplyOptions,
+    timeout: Duration,
+) -> Result<Vec<StageReport>> {
+    let opts = StageOptions {
+        render: render_opts,
+        apply,
+        wait: false,
+        timeout,
+        on_credential: None,
+    };
+    let set = ApplySet::new(&spec.name);
+    let mut reports = Vec::new();
+    for st in &plan.stages {
+        let cluster = match st.target {
+            Target::VirtualWorker => {
+                let host = clusters
+                    .targets
+                    .get(&Target::VirtualHost)
+                    .ok_or_else(|| Error::internal("host not reached"))?;
+                let found = clusters::virtual_cluster(
+                    host,
+                    spec,
+                    Duration::from_secs(1),
+                    ctx.connect_options(),
+                    &ctx.progress,
+                )
+                .await;
+                match found {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        ctx.progress.warn("diff", "the virtual cluster does not exist yet: all its components would be created");
+                        continue;
+                    }
+                }
+            }
+            t => clusters
+                .targets
+                .get(&t)
+                .cloned()
+                .ok_or_else(|| Error::internal("cluster not reached"))?,
+        };
+        reports.push(pipeline::preview(&cluster, spec, &set, st, &opts, &ctx.progress).await?);
+    }
+    Ok(reports)
+}
+
 async fn register_locked(
     ctx: &Ctx,
     args: &RegisterArgs,
@@ -281,7 +346,6 @@ async fn register_locked(
     plan: &plan::Plan,
     render_opts: &RenderOptions,
     clusters: &Clusters,
-    dry: bool,
 ) -> Result<RegisterResult> {
     let p = &ctx.progress;
     let registry = &clusters.registry;
@@ -310,10 +374,9 @@ async fn register_locked(
     };
     // the record exists before anything is written to the runtime cluster,
     // so destroy can always find what a killed register left
-    if !dry
-        && existing
-            .as_ref()
-            .is_none_or(|r| r.state != State::Registered)
+    if existing
+        .as_ref()
+        .is_none_or(|r| r.state != State::Registered)
     {
         registry.save(&record).await?;
     }
@@ -329,7 +392,7 @@ async fn register_locked(
             let (registry, spec) = (registry.clone(), spec.clone());
             let ca = ca.lock().ok().and_then(|g| g.clone());
             Box::pin(async move {
-                let mut cred = registry::ensure_credential(&c, &spec.name, false, timeout).await?;
+                let mut cred = credential::ensure(&c, &spec.name, false, timeout).await?;
                 if let Some(ca) = ca {
                     cred.ca_data = Some(ca);
                 }
@@ -342,12 +405,11 @@ async fn register_locked(
         render: render_opts,
         apply: ApplyOptions {
             force_conflicts: args.force_conflicts,
-            dry_run_server: dry,
+            dry_run_server: false,
             concurrency: args.concurrency,
         },
         wait: args.wait,
         timeout: args.timeout,
-        plan_only: false,
         on_credential: None,
     };
     let set = ApplySet::new(&spec.name);
@@ -360,11 +422,9 @@ async fn register_locked(
                 let host = clusters.targets.get(&Target::VirtualHost).ok_or_else(|| {
                     Error::internal("the host cluster of a virtual worker was not reached")
                 })?;
-                if dry {
-                    p.warn("vcluster", "dry run: the virtual cluster does not exist yet, its components are not checked");
-                    continue;
-                }
-                let (c, ca) = virtual_cluster(host, spec, args.timeout, ctx).await?;
+                let (c, ca) =
+                    clusters::virtual_cluster(host, spec, args.timeout, ctx.connect_options(), p)
+                        .await?;
                 if let Ok(mut g) = hook_ca.lock() {
                     g.clone_from(&ca);
                 }
@@ -393,7 +453,7 @@ async fn register_locked(
         } else {
             Some(&hook)
         };
-        reports.push(stage::install(&cluster, spec, &set, st, &opts, p).await?);
+        reports.push(pipeline::install(&cluster, spec, &set, st, &opts, p).await?);
         opts.on_credential = None;
         if st.target != Target::VirtualHost {
             runtime = Some(cluster);
@@ -403,30 +463,26 @@ async fn register_locked(
     for r in &reports {
         changes.add(&r.changes);
     }
-    if dry {
-        return Ok(RegisterResult {
-            name: spec.name.clone(),
-            kind: record.kind,
-            state: "DryRun".into(),
-            dry_run: true,
-            changes,
-            stages: reports,
-        });
-    }
     let runtime = runtime.ok_or_else(|| Error::internal("no runtime cluster was installed"))?;
     // the credential of the management cluster in the runtime cluster
-    let mut cred = registry::ensure_credential(&runtime, &spec.name, false, args.timeout).await?;
+    let mut cred = credential::ensure(&runtime, &spec.name, false, args.timeout).await?;
     if let Some(ca) = ca_data {
         cred.ca_data = Some(ca);
     }
     cred.insecure = ctx.global.insecure_skip_tls_verify;
-    verify_credential(spec, &cred, ctx).await?;
+    credential::verify(
+        &cred,
+        &format!("runtime cluster {} (with the new credential)", spec.name),
+        &spec.api_server,
+        ctx.connect_options(),
+    )
+    .await?;
     p.done(
         "credential",
         format!(
             "ServiceAccount {}/{} token (Secret {}) works against {}",
-            registry::CREDENTIAL_NAMESPACE,
-            registry::CREDENTIAL_ACCOUNT,
+            credential::CREDENTIAL_NAMESPACE,
+            credential::CREDENTIAL_ACCOUNT,
             cred.secret_name,
             spec.api_server
         ),
@@ -458,113 +514,6 @@ async fn register_locked(
     })
 }
 
-/// Checks that a minted credential really reaches the cluster at api_server.
-async fn verify_credential(spec: &ClusterSpec, cred: &Credential, ctx: &Ctx) -> Result<()> {
-    let kc = registry::token_kubeconfig(&spec.name, &spec.api_server, cred);
-    let c = Cluster::from_kubeconfig_text(
-        &format!("runtime cluster {} (with the new credential)", spec.name),
-        &kc,
-        ctx.connect_options(),
-    )
-    .await?;
-    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client.clone());
-    let lp = kube::api::ListParams::default().limit(1);
-    retry(|| api.list(&lp)).await.map_err(|e| c.err(e))?;
-    Ok(())
-}
-
-/// Waits for the vcluster's kubeconfig Secret vc-<name> in the host, and
-/// returns a client for the virtual cluster at api_server, with its CA.
-pub async fn virtual_cluster(
-    host: &Cluster,
-    spec: &ClusterSpec,
-    timeout: Duration,
-    ctx: &Ctx,
-) -> Result<(Cluster, Option<String>)> {
-    let p = &ctx.progress;
-    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-        kube::Api::namespaced(host.client.clone(), &spec.name);
-    let name = format!("vc-{}", spec.name);
-    p.info(
-        "vcluster",
-        format!(
-            "waiting for the vcluster's kubeconfig Secret {}/{name} in the host",
-            spec.name
-        ),
-    );
-    let deadline = tokio::time::Instant::now() + timeout;
-    let text = loop {
-        let s = retry(|| api.get_opt(&name))
-            .await
-            .map_err(|e| host.err(e))?;
-        if let Some(b) = s
-            .and_then(|s| s.data)
-            .and_then(|d| d.get("config").cloned())
-        {
-            break String::from_utf8(b.0).map_err(|_| {
-                Error::internal(format!("Secret {}/{name}: config is not UTF-8", spec.name))
-            })?;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::timeout(format!(
-                "{}: the vcluster did not write Secret {}/{name} (key config) within {}s; is its StatefulSet running?",
-                host.label,
-                spec.name,
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let mut kc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|_| {
-        Error::internal(format!(
-            "Secret {}/{name}: config is not a kubeconfig",
-            spec.name
-        ))
-    })?;
-    if let Some(clusters) = kc["clusters"].as_array_mut() {
-        for c in clusters {
-            c["cluster"]["server"] = json!(spec.api_server);
-        }
-    }
-    let kc = kc.to_string();
-    let ca = kubeconfig_ca(&kc);
-    let c = Cluster::from_kubeconfig_text(
-        &format!("virtual cluster {}", spec.name),
-        &kc,
-        ctx.connect_options(),
-    )
-    .await?;
-    let v = c.version().await?;
-    p.done(
-        "vcluster",
-        format!(
-            "virtual cluster {} reachable at {}, Kubernetes {v}",
-            spec.name, spec.api_server
-        ),
-    );
-    Ok((c, ca))
-}
-
-pub fn print_rendered(objects: &[serde_json::Value], format: OutputFormat) -> Result<()> {
-    match format {
-        OutputFormat::Json => print_value(
-            &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
-            OutputFormat::Json,
-        ),
-        _ => {
-            let mut out = String::new();
-            for o in objects {
-                out.push_str("---\n");
-                out.push_str(
-                    &serde_saphyr::to_string(o).map_err(|e| Error::internal(e.to_string()))?,
-                );
-            }
-            print!("{out}");
-            Ok(())
-        }
-    }
-}
-
 /// `kubectl nautes diff -f FILE`
 pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     let spec = load_spec(&args.input)?;
@@ -572,39 +521,19 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     let plan = plan::plan(&spec, &catalog)?;
     let render_opts = render_options(&args.charts)?;
     let clusters = preflight(ctx, &spec).await?;
-    let opts = StageOptions {
-        render: &render_opts,
-        apply: ApplyOptions::default(),
-        wait: false,
-        timeout: Duration::from_secs(60),
-        plan_only: true,
-        on_credential: None,
-    };
-    let set = ApplySet::new(&spec.name);
-    let mut reports = Vec::new();
-    for st in &plan.stages {
-        let cluster = match st.target {
-            Target::VirtualWorker => {
-                let host = clusters
-                    .targets
-                    .get(&Target::VirtualHost)
-                    .ok_or_else(|| Error::internal("host not reached"))?;
-                match virtual_cluster(host, &spec, Duration::from_secs(1), ctx).await {
-                    Ok((c, _)) => c,
-                    Err(_) => {
-                        ctx.progress.warn("diff", "the virtual cluster does not exist yet: all its components would be created");
-                        continue;
-                    }
-                }
-            }
-            t => clusters
-                .targets
-                .get(&t)
-                .cloned()
-                .ok_or_else(|| Error::internal("cluster not reached"))?,
-        };
-        reports.push(stage::install(&cluster, &spec, &set, st, &opts, &ctx.progress).await?);
-    }
+    let reports = preview_stages(
+        ctx,
+        &spec,
+        &plan,
+        &render_opts,
+        &clusters,
+        ApplyOptions {
+            dry_run_server: true,
+            ..Default::default()
+        },
+        Duration::from_secs(60),
+    )
+    .await?;
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => print_value(&reports, args.output)?,
         _ => {

@@ -10,8 +10,9 @@ use kube::api::{Patch, PatchParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Cluster, Kind, Kinds, describe, group_kind, retry};
+use super::{Cluster, Kind, Kinds, describe, retry};
 use crate::error::{Error, ExitCode, Result};
+use crate::kinds::{self, Role, group_kind};
 use crate::render::Manifest;
 
 pub const FIELD_MANAGER: &str = "kubectl-nautes";
@@ -83,16 +84,11 @@ pub enum Phase {
 }
 
 pub fn phase_of(m: &Manifest, kind: Option<&Kind>) -> Phase {
-    let gk = group_kind(m.api_version(), m.kind());
-    match gk.as_str() {
-        "CustomResourceDefinition.apiextensions.k8s.io" => Phase::Crds,
-        "Namespace" => Phase::Namespaces,
-        "ValidatingWebhookConfiguration.admissionregistration.k8s.io"
-        | "MutatingWebhookConfiguration.admissionregistration.k8s.io"
-        | "ValidatingAdmissionPolicy.admissionregistration.k8s.io"
-        | "ValidatingAdmissionPolicyBinding.admissionregistration.k8s.io"
-        | "APIService.apiregistration.k8s.io" => Phase::Admission,
-        _ => match kind {
+    match kinds::role(&group_kind(m.api_version(), m.kind())) {
+        Role::Crd => Phase::Crds,
+        Role::Namespace => Phase::Namespaces,
+        Role::Admission => Phase::Admission,
+        Role::Workload | Role::Passive => match kind {
             Some(k) if !k.namespaced => Phase::ClusterScoped,
             _ => Phase::Namespaced,
         },
@@ -129,30 +125,20 @@ pub fn normalize_namespace(m: &mut Manifest, kind: &Kind) {
 /// Checks, before any write, that every object's kind is served by the
 /// cluster or defined by a CRD in the same set.
 pub fn check_kinds(manifests: &[Manifest], kinds: &Kinds, cluster: &Cluster) -> Result<()> {
-    let mut crds: Vec<(String, String)> = Vec::new();
-    for m in manifests {
-        if m.kind() == "CustomResourceDefinition" {
-            let group = m.object["spec"]["group"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let kind = m.object["spec"]["names"]["kind"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            crds.push((group, kind));
-        }
-    }
+    let crds: Vec<(String, String)> = manifests
+        .iter()
+        .filter(|m| m.kind() == "CustomResourceDefinition")
+        .map(|m| {
+            let (group, kind, _) = kinds::crd_defines(&m.object);
+            (group, kind)
+        })
+        .collect();
     let mut unknown = Vec::new();
     for m in manifests {
         if kinds.resolve(m.api_version(), m.kind()).is_some() {
             continue;
         }
-        let group = m
-            .api_version()
-            .split_once('/')
-            .map(|(g, _)| g)
-            .unwrap_or("");
+        let (group, _) = kinds::split_api_version(m.api_version());
         if crds.iter().any(|(g, k)| g == group && k == m.kind()) {
             continue;
         }

@@ -10,22 +10,19 @@ use futures::StreamExt;
 use kube::api::{DeleteParams, PropagationPolicy};
 
 use super::apply::ObjectKey;
-use super::{Cluster, describe, retry, split_group_kind};
+use super::{Cluster, describe, retry};
 use crate::error::{Error, Result};
 use crate::inventory::Member;
+use crate::kinds::{self, Role, split_group_kind};
 
 /// The order group of a member when deleting (lower first).
 pub fn delete_group(gk: &str, namespaced: bool) -> u8 {
-    match gk {
-        "ValidatingWebhookConfiguration.admissionregistration.k8s.io"
-        | "MutatingWebhookConfiguration.admissionregistration.k8s.io"
-        | "ValidatingAdmissionPolicy.admissionregistration.k8s.io"
-        | "ValidatingAdmissionPolicyBinding.admissionregistration.k8s.io"
-        | "APIService.apiregistration.k8s.io" => 0,
-        "Namespace" => 4,
-        "CustomResourceDefinition.apiextensions.k8s.io" => 2,
-        _ if namespaced => 1,
-        _ => 3,
+    match kinds::role(gk) {
+        Role::Admission => 0,
+        Role::Workload | Role::Passive if namespaced => 1,
+        Role::Crd => 2,
+        Role::Workload | Role::Passive => 3,
+        Role::Namespace => 4,
     }
 }
 
@@ -48,23 +45,14 @@ pub async fn delete_members(
     // controller removes them, so no request each
     let doomed: std::collections::BTreeSet<&str> = members
         .keys()
-        .filter(|k| k.0 == "Namespace")
+        .filter(|k| k.0 == kinds::NAMESPACE)
         .map(|k| k.2.as_str())
         .collect();
     let mut with_namespace: Vec<&ObjectKey> = Vec::new();
     let mut groups: BTreeMap<u8, Vec<(&ObjectKey, &Member)>> = BTreeMap::new();
     for (k, m) in members {
         let group = delete_group(&k.0, m.kind.namespaced);
-        let has_pods = matches!(
-            k.0.as_str(),
-            "Deployment.apps"
-                | "StatefulSet.apps"
-                | "DaemonSet.apps"
-                | "ReplicaSet.apps"
-                | "Job.batch"
-                | "CronJob.batch"
-                | "Pod"
-        );
+        let has_pods = kinds::role(&k.0) == Role::Workload;
         // workloads are still deleted first: their Pods go in parallel with
         // the rest, which is faster than leaving them to the namespace
         if group == 1 && !has_pods && k.1.as_deref().is_some_and(|ns| doomed.contains(ns)) {

@@ -1,8 +1,9 @@
-//! Talking to clusters: clients from kubeconfigs, discovery, apply, wait,
-//! delete. Only this module, `inventory` and `registry` touch a cluster.
+//! Talking to clusters: clients from kubeconfigs, discovery, retries, and
+//! the generic operations: apply, wait, delete, permission checks.
 
 pub mod apply;
 pub mod delete;
+pub mod permissions;
 pub mod wait;
 
 use std::path::Path;
@@ -105,6 +106,17 @@ impl Cluster {
             .current_context
             .clone()
             .or_else(|| kc.contexts.first().map(|c| c.name.clone()));
+        Self::from_kubeconfig(label, kc, context, opts).await
+    }
+
+    /// A client from a parsed kubeconfig, with `context` (None: its current
+    /// context).
+    pub async fn from_kubeconfig(
+        label: &str,
+        kc: Kubeconfig,
+        context: Option<String>,
+        opts: ConnectOptions,
+    ) -> Result<Self> {
         let options = KubeConfigOptions {
             context,
             ..Default::default()
@@ -145,12 +157,7 @@ impl Cluster {
                 known.join(", ")
             )));
         }
-        let options = KubeConfigOptions {
-            context: context.map(str::to_string),
-            ..Default::default()
-        };
-        let config = config_of(&label, kc, &options).await?;
-        Self::from_config(label, finish_config(config, opts))
+        Self::from_kubeconfig(&label, kc, context.map(str::to_string), opts).await
     }
 
     /// The server's version, e.g. "v1.36.3". Also the reachability check.
@@ -211,10 +218,7 @@ impl Kinds {
 
     /// The kind of an object by apiVersion and kind.
     pub fn resolve(&self, api_version: &str, kind: &str) -> Option<Kind> {
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
+        let (group, version) = crate::kinds::split_api_version(api_version);
         let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
         self.discovery
             .resolve_gvk(&gvk)
@@ -233,23 +237,6 @@ impl Kinds {
             resource,
             namespaced: caps.scope == Scope::Namespaced,
         })
-    }
-}
-
-/// "Deployment.apps", or "Namespace" for the core group: how ApplySets name
-/// group-kinds.
-pub fn group_kind(api_version: &str, kind: &str) -> String {
-    match api_version.split_once('/') {
-        Some((g, _)) => format!("{kind}.{g}"),
-        None => kind.to_string(),
-    }
-}
-
-/// Splits "Deployment.apps" into ("apps", "Deployment").
-pub fn split_group_kind(gk: &str) -> (String, String) {
-    match gk.split_once('.') {
-        Some((k, g)) => (g.to_string(), k.to_string()),
-        None => (String::new(), gk.to_string()),
     }
 }
 
@@ -277,6 +264,13 @@ pub fn transient(e: &kube::Error) -> bool {
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
+}
+
+/// The instant `timeout` from now; far in the future when that overflows.
+pub fn deadline(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Runs a request, retrying transient failures with exponential backoff for

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{Cluster, Kind, Kinds, describe, retry};
 use crate::error::{Error, Result};
+use crate::kinds::{self, Judge};
 
 /// An object whose readiness is judged.
 #[derive(Debug, Clone)]
@@ -22,26 +23,17 @@ pub struct Watched {
 
 impl Watched {
     pub fn describe(&self) -> String {
-        let kind = self
-            .group_kind
-            .split('.')
-            .next()
-            .unwrap_or(&self.group_kind);
-        describe(kind, self.namespace.as_deref(), &self.name)
+        describe(
+            kinds::kind_of(&self.group_kind),
+            self.namespace.as_deref(),
+            &self.name,
+        )
     }
 }
 
-/// Whether readiness is judged for a group-kind.
+/// Whether readiness is judged for a group-kind (the table in `kinds`).
 pub fn judged(group_kind: &str) -> bool {
-    matches!(
-        group_kind,
-        "Deployment.apps"
-            | "StatefulSet.apps"
-            | "DaemonSet.apps"
-            | "Job.batch"
-            | "CustomResourceDefinition.apiextensions.k8s.io"
-            | "APIService.apiregistration.k8s.io"
-    )
+    kinds::judge(group_kind).is_some()
 }
 
 /// The readiness of one object.
@@ -63,20 +55,33 @@ fn condition<'a>(o: &'a Value, t: &str) -> Option<&'a Value> {
         .and_then(|cs| cs.iter().find(|c| c["type"] == t))
 }
 
-/// Judges an object from its JSON (pure; unit-tested).
-pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
+/// Judges an object as read from the cluster, None when it is gone: the
+/// one rule the readiness wait and `status` share (pure; unit-tested).
+pub fn readiness_of(group_kind: &str, o: Option<&Value>) -> Readiness {
+    match (kinds::judge(group_kind), o) {
+        (None, _) => Readiness::Ready,
+        // a finished Job with ttlSecondsAfterFinished (Argo CD's
+        // redis-secret-init) is deleted by the TTL controller
+        (Some(Judge::Job), None) => Readiness::Ready,
+        (Some(_), None) => Readiness::NotReady("not found".into()),
+        (Some(judge), Some(o)) => readiness(judge, o),
+    }
+}
+
+/// Judges an object from its JSON.
+fn readiness(judge: Judge, o: &Value) -> Readiness {
     let s = &o["status"];
     let generation = int(&o["metadata"]["generation"]);
     let observed = int(&s["observedGeneration"]);
     if matches!(
-        group_kind,
-        "Deployment.apps" | "StatefulSet.apps" | "DaemonSet.apps"
+        judge,
+        Judge::Deployment | Judge::StatefulSet | Judge::DaemonSet
     ) && observed < generation
     {
         return Readiness::NotReady("the controller has not observed the latest spec yet".into());
     }
-    match group_kind {
-        "Deployment.apps" => {
+    match judge {
+        Judge::Deployment => {
             let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
             let updated = int(&s["updatedReplicas"]);
             let available = int(&s["availableReplicas"]);
@@ -99,7 +104,7 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
                 ))
             }
         }
-        "StatefulSet.apps" => {
+        Judge::StatefulSet => {
             let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
             let ready = int(&s["readyReplicas"]);
             let updated = int(&s["updatedReplicas"]);
@@ -109,7 +114,7 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
                 Readiness::NotReady(format!("{ready}/{want} replicas ready"))
             }
         }
-        "DaemonSet.apps" => {
+        Judge::DaemonSet => {
             let want = int(&s["desiredNumberScheduled"]);
             let ready = int(&s["numberReady"]);
             let updated = int(&s["updatedNumberScheduled"]);
@@ -119,7 +124,7 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
                 Readiness::NotReady(format!("{ready}/{want} pods ready"))
             }
         }
-        "Job.batch" => {
+        Judge::Job => {
             if condition(o, "Complete").is_some_and(|c| c["status"] == "True") {
                 Readiness::Ready
             } else if let Some(c) = condition(o, "Failed").filter(|c| c["status"] == "True") {
@@ -139,14 +144,14 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
                 ))
             }
         }
-        "CustomResourceDefinition.apiextensions.k8s.io" => {
+        Judge::Crd => {
             if condition(o, "Established").is_some_and(|c| c["status"] == "True") {
                 Readiness::Ready
             } else {
                 Readiness::NotReady("not Established".into())
             }
         }
-        "APIService.apiregistration.k8s.io" => match condition(o, "Available") {
+        Judge::ApiService => match condition(o, "Available") {
             Some(c) if c["status"] == "True" => Readiness::Ready,
             Some(c) => Readiness::NotReady(format!(
                 "not Available: {}",
@@ -154,7 +159,6 @@ pub fn readiness(group_kind: &str, o: &Value) -> Readiness {
             )),
             None => Readiness::NotReady("not Available".into()),
         },
-        _ => Readiness::Ready,
     }
 }
 
@@ -236,16 +240,10 @@ pub async fn wait_ready(
             let got = retry(|| api.get_opt(&w.name))
                 .await
                 .map_err(|e| cluster.err(e))?;
-            let state = match &got {
-                // a finished Job with ttlSecondsAfterFinished (Argo CD's
-                // redis-secret-init) is deleted by the TTL controller
-                None if w.group_kind == "Job.batch" => Readiness::Ready,
-                None => Readiness::NotReady("not found".into()),
-                Some(o) => {
-                    let v = serde_json::to_value(o).unwrap_or(Value::Null);
-                    readiness(&w.group_kind, &v)
-                }
-            };
+            let value = got
+                .as_ref()
+                .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+            let state = readiness_of(&w.group_kind, value.as_ref());
             Ok::<_, Error>((state, got))
         }))
         .await;
@@ -307,16 +305,16 @@ mod tests {
     fn deployment_is_ready_only_when_all_replicas_are_updated_and_available() {
         let mut d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
-        assert_eq!(readiness("Deployment.apps", &d), Readiness::Ready);
+        assert_eq!(readiness_of("Deployment.apps", Some(&d)), Readiness::Ready);
         d["status"]["availableReplicas"] = json!(1);
         assert!(matches!(
-            readiness("Deployment.apps", &d),
+            readiness_of("Deployment.apps", Some(&d)),
             Readiness::NotReady(_)
         ));
         d["status"]["availableReplicas"] = json!(2);
         d["status"]["observedGeneration"] = json!(1);
         assert!(matches!(
-            readiness("Deployment.apps", &d),
+            readiness_of("Deployment.apps", Some(&d)),
             Readiness::NotReady(_)
         ));
     }
@@ -324,10 +322,10 @@ mod tests {
     #[test]
     fn failed_job_is_failed_and_complete_job_is_ready() {
         let done = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
-        assert_eq!(readiness("Job.batch", &done), Readiness::Ready);
+        assert_eq!(readiness_of("Job.batch", Some(&done)), Readiness::Ready);
         let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}});
         assert!(matches!(
-            readiness("Job.batch", &failed),
+            readiness_of("Job.batch", Some(&failed)),
             Readiness::Failed(_)
         ));
     }
@@ -336,7 +334,7 @@ mod tests {
     fn crd_needs_established() {
         let crd = json!({"status": {"conditions": [{"type": "NamesAccepted", "status": "True"}]}});
         assert!(matches!(
-            readiness("CustomResourceDefinition.apiextensions.k8s.io", &crd),
+            readiness_of("CustomResourceDefinition.apiextensions.k8s.io", Some(&crd)),
             Readiness::NotReady(_)
         ));
     }

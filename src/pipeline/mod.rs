@@ -1,0 +1,135 @@
+//! Installing one stage of a plan into one cluster, as named steps over one
+//! value that grows as it goes:
+//!
+//! ```text
+//! render ─▶ Rendered ─plan─▶ Planned (the inventory difference)
+//!   install: ─▶ Run: record the inventory ─▶ bootstrap the credential ─▶
+//!            apply CRDs ─▶ apply Namespaces, cluster-scoped, namespaced ─▶
+//!            wait for the workloads ─▶ apply admission objects ─▶ prune ─▶
+//!            save the inventory ─▶ StageReport
+//!   preview: ─▶ server dry run of the same objects ─▶ StageReport
+//! ```
+//!
+//! `register` installs; `diff` and `register --dry-run=server` preview: they
+//! run the same steps up to the first write and stop there.
+
+mod planned;
+mod preview;
+mod run;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use planned::{Planned, Rendered, plan, render};
+
+use crate::error::Result;
+use crate::inventory::ApplySet;
+use crate::k8s::Cluster;
+use crate::k8s::apply::ApplyOptions;
+use crate::output::Progress;
+use crate::plan::Stage;
+use crate::render::RenderOptions;
+use crate::spec::ClusterSpec;
+
+/// Counts of what a stage changed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Changes {
+    pub created: usize,
+    pub configured: usize,
+    pub unchanged: usize,
+    pub pruned: usize,
+}
+
+impl Changes {
+    pub fn add(&mut self, o: &Changes) {
+        self.created += o.created;
+        self.configured += o.configured;
+        self.unchanged += o.unchanged;
+        self.pruned += o.pruned;
+    }
+    pub fn changed(&self) -> bool {
+        self.created + self.configured + self.pruned > 0
+    }
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} created, {} configured, {} unchanged, {} pruned",
+            self.created, self.configured, self.unchanged, self.pruned
+        )
+    }
+}
+
+/// One object that changed (or would), for the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedObject {
+    pub action: String,
+    pub object: String,
+    pub component: String,
+}
+
+/// What a stage changed (or would change) in its cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    pub target: String,
+    pub cluster: String,
+    pub changes: Changes,
+    pub changed: Vec<ChangedObject>,
+}
+
+/// How a stage is installed.
+pub struct StageOptions<'a> {
+    pub render: &'a RenderOptions,
+    pub apply: ApplyOptions,
+    pub wait: bool,
+    pub timeout: Duration,
+    /// Called once the credential's objects (component `credential`) are
+    /// applied, before anything else: register mints and saves the token
+    /// there, so a run stopped at any later point can still be destroyed.
+    pub on_credential: Option<&'a CredentialHook>,
+}
+
+/// See [`StageOptions::on_credential`].
+pub type CredentialHook = dyn Fn(Cluster) -> futures::future::BoxFuture<'static, Result<()>> + Sync;
+
+/// Installs a stage: every step, writing.
+pub async fn install(
+    cluster: &Cluster,
+    spec: &ClusterSpec,
+    set: &ApplySet,
+    stage: &Stage,
+    opts: &StageOptions<'_>,
+    progress: &Progress,
+) -> Result<StageReport> {
+    let rendered = render(cluster, spec, stage, opts.render, progress).await?;
+    let planned = plan(cluster, set, rendered).await?;
+    let mut run = run::Run::new(cluster, set, stage, opts, progress, planned);
+    run.record_inventory().await?;
+    run.bootstrap_credential().await?;
+    run.apply_crds().await?;
+    run.apply_objects().await?;
+    run.wait_workloads().await?;
+    run.apply_admission().await?;
+    run.report_components();
+    run.prune().await?;
+    run.save_inventory().await?;
+    Ok(run.report())
+}
+
+/// What installing a stage would change: the same steps up to the first
+/// write, then a server dry run of every object that can be dry-run.
+pub async fn preview(
+    cluster: &Cluster,
+    spec: &ClusterSpec,
+    set: &ApplySet,
+    stage: &Stage,
+    opts: &StageOptions<'_>,
+    progress: &Progress,
+) -> Result<StageReport> {
+    let rendered = render(cluster, spec, stage, opts.render, progress).await?;
+    let planned = plan(cluster, set, rendered).await?;
+    preview::dry_run(cluster, stage, opts, planned).await
+}

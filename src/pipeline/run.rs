@@ -1,0 +1,436 @@
+//! The writing steps of an install, over one value (`Run`) that collects
+//! what each phase applied.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{ChangedObject, Changes, Planned, StageOptions, StageReport};
+use crate::credential::CREDENTIAL_COMPONENT;
+use crate::error::Result;
+use crate::inventory::{self, AppliedRecord, ApplySet, ParentState};
+use crate::k8s::apply::{self, Applied, Outcome, Phase};
+use crate::k8s::wait::{self, Watched};
+use crate::k8s::{Cluster, Kinds, delete, describe};
+use crate::kinds::{self, group_kind};
+use crate::output::Progress;
+use crate::plan::Stage;
+use crate::render::Manifest;
+
+/// Objects annotated `nautes.io/owner-namespace: NS` get an ownerReference
+/// to that Namespace, so they are garbage-collected with it.
+pub const OWNER_NAMESPACE: &str = "nautes.io/owner-namespace";
+
+/// An install in progress: the plan, and what has been applied so far.
+pub struct Run<'a> {
+    cluster: &'a Cluster,
+    set: &'a ApplySet,
+    target: &'a str,
+    opts: &'a StageOptions<'a>,
+    progress: &'a Progress,
+    planned: Planned,
+    /// What the parent records from the first write on.
+    union: ParentState,
+    applied: Vec<Applied>,
+    changes: Changes,
+    changed: Vec<ChangedObject>,
+    /// Objects applied so far, for the status line.
+    count: AtomicUsize,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        cluster: &'a Cluster,
+        set: &'a ApplySet,
+        stage: &'a Stage,
+        opts: &'a StageOptions<'a>,
+        progress: &'a Progress,
+        planned: Planned,
+    ) -> Self {
+        Self {
+            cluster,
+            set,
+            target: stage.target.as_str(),
+            opts,
+            progress,
+            union: planned.union(),
+            planned,
+            applied: Vec::new(),
+            changes: Changes::default(),
+            changed: Vec::new(),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    fn phase_of(&self, m: &Manifest) -> Phase {
+        let kinds = &self.planned.kinds;
+        apply::phase_of(m, kinds.resolve(m.api_version(), m.kind()).as_ref())
+    }
+
+    fn in_phase(&self, phase: Phase) -> Vec<&Manifest> {
+        self.planned
+            .manifests
+            .iter()
+            .filter(|m| self.phase_of(m) == phase)
+            .collect()
+    }
+
+    /// Records the union of the old and the new inventory first, so a run
+    /// killed mid-apply still finds everything.
+    pub async fn record_inventory(&self) -> Result<()> {
+        self.set.save(self.cluster, &self.union, false).await
+    }
+
+    /// The credential first: its Namespace, its ClusterRoleBinding (owned by
+    /// that Namespace) and its ServiceAccount, then the hook that mints and
+    /// saves the token.
+    pub async fn bootstrap_credential(&mut self) -> Result<()> {
+        let Some(hook) = self.opts.on_credential else {
+            return Ok(());
+        };
+        for phase in [Phase::Namespaces, Phase::ClusterScoped, Phase::Namespaced] {
+            if phase == Phase::ClusterScoped {
+                // the Namespace exists now: its uid is the binding's owner
+                self.set_namespace_owners().await?;
+            }
+            let objs: Vec<&Manifest> = self
+                .in_phase(phase)
+                .into_iter()
+                .filter(|m| m.component == CREDENTIAL_COMPONENT)
+                .collect();
+            apply::apply_many(
+                self.cluster,
+                &self.planned.kinds,
+                &objs,
+                &self.opts.apply,
+                &self.planned.before,
+                &Default::default(),
+                &|_| {},
+            )
+            .await?;
+        }
+        hook(self.cluster.clone()).await
+    }
+
+    /// CRDs, then wait until they are Established and refresh discovery.
+    pub async fn apply_crds(&mut self) -> Result<()> {
+        let names: Vec<String> = self
+            .in_phase(Phase::Crds)
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.apply_phase(Phase::Crds, "CustomResourceDefinitions")
+            .await?;
+        apply::wait_crds(self.cluster, &names, self.opts.timeout).await?;
+        self.planned.kinds = Kinds::discover(self.cluster).await?;
+        Ok(())
+    }
+
+    /// Namespaces, cluster-scoped objects, namespaced objects.
+    pub async fn apply_objects(&mut self) -> Result<()> {
+        self.apply_phase(Phase::Namespaces, "Namespaces").await?;
+        // the Namespaces exist now: owners can be set
+        self.set_namespace_owners().await?;
+        self.apply_phase(Phase::ClusterScoped, "cluster-scoped objects")
+            .await?;
+        self.apply_phase(Phase::Namespaced, "namespaced objects")
+            .await
+    }
+
+    /// Waits for the workloads: with --wait, and always when admission
+    /// objects follow (what serves them must be ready first).
+    pub async fn wait_workloads(&self) -> Result<()> {
+        let workloads = self.watched(|p| p != Phase::Admission);
+        let admission = !self.in_phase(Phase::Admission).is_empty();
+        if !(self.opts.wait || admission) || workloads.is_empty() {
+            return Ok(());
+        }
+        let (p, target, n) = (self.progress, self.target, workloads.len());
+        p.info(
+            &format!("wait {target}"),
+            format!("{n} workloads to become ready"),
+        );
+        let ready = AtomicUsize::new(0);
+        p.status(format!("wait {target}: 0/{n} workloads ready"));
+        wait::wait_ready(
+            self.cluster,
+            &self.planned.kinds,
+            workloads,
+            self.opts.timeout,
+            &|w| {
+                let r = ready.fetch_add(1, Ordering::Relaxed) + 1;
+                p.status(format!(
+                    "wait {target}: {r}/{n} workloads ready ({} of {})",
+                    w.describe(),
+                    w.component
+                ));
+                p.debug(
+                    &format!("wait {target}"),
+                    format!("{} ready ({r}/{n})", w.describe()),
+                );
+            },
+        )
+        .await?;
+        p.done(&format!("wait {target}"), format!("{n} workloads ready"));
+        Ok(())
+    }
+
+    /// Webhook configurations and APIServices, once what serves them is
+    /// ready; with --wait, until the APIServices are Available.
+    pub async fn apply_admission(&mut self) -> Result<()> {
+        if self.in_phase(Phase::Admission).is_empty() {
+            return Ok(());
+        }
+        self.apply_phase(Phase::Admission, "webhook configurations and APIServices")
+            .await?;
+        let services = self.watched(|p| p == Phase::Admission);
+        if self.opts.wait && !services.is_empty() {
+            wait::wait_ready(
+                self.cluster,
+                &self.planned.kinds,
+                services,
+                self.opts.timeout,
+                &|_| {},
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One summary line per component.
+    pub fn report_components(&self) {
+        let mut per: BTreeMap<&str, Vec<Applied>> = BTreeMap::new();
+        for a in &self.applied {
+            per.entry(a.component.as_str()).or_default().push(a.clone());
+        }
+        for (component, applied) in per {
+            self.progress.done(
+                &format!("component {component}"),
+                format!("{} objects ({})", applied.len(), summary(&applied)),
+            );
+        }
+    }
+
+    /// Deletes the members that left the plan.
+    pub async fn prune(&mut self) -> Result<()> {
+        tally(&self.applied, &mut self.changes, &mut self.changed);
+        let to_prune = &self.planned.to_prune;
+        if to_prune.is_empty() {
+            return Ok(());
+        }
+        let (p, target) = (self.progress, self.target);
+        p.info(
+            &format!("prune {target}"),
+            format!("{} object(s) no longer in the plan", to_prune.len()),
+        );
+        delete::delete_members(self.cluster, to_prune, self.opts.timeout, false, &|k| {
+            p.change(
+                &format!("prune {target}"),
+                format!("{} deleted", delete::describe_key(k)),
+            );
+        })
+        .await?;
+        for (k, m) in to_prune {
+            self.changes.pruned += 1;
+            self.changed.push(ChangedObject {
+                action: "prune".into(),
+                object: delete::describe_key(k),
+                component: m.component.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The parent now records exactly this plan, and what each member was
+    /// left at.
+    pub async fn save_inventory(&mut self) -> Result<()> {
+        let mut now = self.planned.new.clone();
+        now.applied = self
+            .applied
+            .iter()
+            .map(|a| {
+                let key = (a.group_kind.clone(), a.namespace.clone(), a.name.clone());
+                let record = AppliedRecord {
+                    rv: a.resource_version.clone(),
+                    hash: a.hash.clone(),
+                };
+                (inventory::applied_key(&key), record)
+            })
+            .collect();
+        if now != self.union {
+            self.set.save(self.cluster, &now, false).await?;
+        }
+        Ok(())
+    }
+
+    pub fn report(self) -> StageReport {
+        self.progress.status(String::new());
+        self.progress
+            .done(&format!("apply {}", self.target), self.changes.to_string());
+        StageReport {
+            target: self.target.into(),
+            cluster: self.cluster.label.clone(),
+            changes: self.changes,
+            changed: self.changed,
+        }
+    }
+
+    /// Applies one phase's objects and reports a one-line summary.
+    async fn apply_phase(&mut self, phase: Phase, what: &str) -> Result<()> {
+        let objs = self.in_phase(phase);
+        if objs.is_empty() {
+            return Ok(());
+        }
+        let (p, target, total) = (self.progress, self.target, self.planned.manifests.len());
+        let count = &self.count;
+        let on_done = |a: &Applied| {
+            let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+            p.status(format!(
+                "apply {target}: {n}/{total} objects applied ({})",
+                a.component
+            ));
+            // one line per object only with -v; the default shows summaries
+            p.debug(
+                &format!("apply {target}"),
+                format!(
+                    "{} {} ({n}/{total})",
+                    describe(
+                        kinds::kind_of(&a.group_kind),
+                        a.namespace.as_deref(),
+                        &a.name
+                    ),
+                    outcome_word(a.outcome)
+                ),
+            );
+        };
+        let applied = apply::apply_many(
+            self.cluster,
+            &self.planned.kinds,
+            &objs,
+            &self.opts.apply,
+            &self.planned.before,
+            &self.planned.previous,
+            &on_done,
+        )
+        .await?;
+        p.change(
+            &format!("apply {target}"),
+            format!("{what}: {}", summary(&applied)),
+        );
+        self.applied.extend(applied);
+        Ok(())
+    }
+
+    /// The objects of some phases whose readiness is judged (CRDs are
+    /// waited for on their own).
+    fn watched(&self, phases: impl Fn(Phase) -> bool) -> Vec<Watched> {
+        let kinds = &self.planned.kinds;
+        self.planned
+            .manifests
+            .iter()
+            .filter(|m| phases(self.phase_of(m)))
+            .filter_map(|m| {
+                let gk = group_kind(m.api_version(), m.kind());
+                if !wait::judged(&gk) || gk == kinds::CRD {
+                    return None;
+                }
+                let kind = kinds.resolve(m.api_version(), m.kind())?;
+                Some(Watched {
+                    group_kind: gk,
+                    namespace: if kind.namespaced {
+                        m.object_namespace().map(str::to_string)
+                    } else {
+                        None
+                    },
+                    kind,
+                    name: m.name().to_string(),
+                    component: m.component.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Sets the ownerReference of objects annotated OWNER_NAMESPACE.
+    async fn set_namespace_owners(&mut self) -> Result<()> {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(self.cluster.client.clone());
+        for m in self.planned.manifests.iter_mut() {
+            let Some(ns) = m.object["metadata"]["annotations"][OWNER_NAMESPACE]
+                .as_str()
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let got = crate::k8s::retry(|| api.get_opt(&ns))
+                .await
+                .map_err(|e| self.cluster.err(e))?;
+            if let Some(uid) = got.and_then(|n| n.metadata.uid) {
+                m.object["metadata"]["ownerReferences"] = serde_json::json!([{
+                    "apiVersion": "v1", "kind": "Namespace", "name": ns, "uid": uid,
+                }]);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Created => "created",
+        Outcome::Configured => "configured",
+        Outcome::Unchanged => "unchanged",
+    }
+}
+
+/// "3 created, 1 configured, 40 unchanged".
+fn summary(applied: &[Applied]) -> String {
+    let mut parts = Vec::new();
+    for o in [Outcome::Created, Outcome::Configured, Outcome::Unchanged] {
+        let n = applied.iter().filter(|a| a.outcome == o).count();
+        if n > 0 {
+            parts.push(format!("{n} {}", outcome_word(o)));
+        }
+    }
+    let skipped = applied.iter().filter(|a| !a.sent).count();
+    if skipped > 0 {
+        parts.push(format!(
+            "{skipped} of them untouched since the last apply, not sent"
+        ));
+    }
+    if parts.is_empty() {
+        "nothing to apply".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Counts what was applied into the changes and the list of changed objects.
+pub fn tally(applied: &[Applied], changes: &mut Changes, changed: &mut Vec<ChangedObject>) {
+    for a in applied {
+        let action = match a.outcome {
+            Outcome::Created => {
+                changes.created += 1;
+                "create"
+            }
+            Outcome::Configured => {
+                changes.configured += 1;
+                "configure"
+            }
+            Outcome::Unchanged => {
+                changes.unchanged += 1;
+                continue;
+            }
+        };
+        changed.push(ChangedObject {
+            action: action.into(),
+            object: describe(
+                kinds::kind_of(&a.group_kind),
+                a.namespace.as_deref(),
+                &a.name,
+            ),
+            component: a.component.clone(),
+        });
+    }
+}
