@@ -2,25 +2,17 @@
 //! exit codes, and the offline commands. Snapshots (insta) pin stdout,
 //! stderr and exit codes.
 
-use crate::nautes;
+use crate::helpers::{Run, command, nautes};
 
 fn snapshot(args: &[&str]) -> String {
     // without the NAUTES_* variables the test bed sets, so the text does not
     // depend on the environment
-    let out = std::process::Command::new(crate::binary())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+    let out = command(args, None, &[])
         .env_remove("NAUTES_CHARTS_DIR")
         .env_remove("NAUTES_HELM")
-        .env_remove("NAUTES_KUBECONFIG")
         .output()
         .expect("run");
-    let run = crate::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::of(&out);
     let repo = crate::repo().display().to_string();
     format!(
         "$ kubectl nautes {}\nexit: {}\n--- stdout\n{}--- stderr\n{}",

@@ -12,174 +12,22 @@
 //! the clock itself is tested once, in
 //! `api_server_stopped_mid_register_converges_and_the_lock_serializes_runs`.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::helpers::*;
 use crate::testbed::{TestBed, TestCluster};
-use crate::{Run, labelled, physical_spec, write_temp};
-
-const SELECTOR: &str = "nautes.io/cluster=";
 
 // ---------------------------------------------------------------------------
 // helpers
-
-/// The binary, set up as `crate::nautes` sets it up (test charts, the test
-/// bed's helm, no proxy), plus extra environment.
-fn command(args: &[&str], mgmt: Option<&Path>, env: &[(&str, OsString)]) -> Command {
-    let mut cmd = Command::new(crate::binary());
-    cmd.args(args)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("http_proxy")
-        .env_remove("KUBECONFIG")
-        .env_remove("NAUTES_KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
-        .env("NAUTES_HELM", crate::testbed::bin_dir().join("helm"))
-        .env(
-            "KUBECONFIG",
-            mgmt.map_or_else(
-                || PathBuf::from("/nonexistent/kubeconfig"),
-                Path::to_path_buf,
-            ),
-        )
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// Runs the binary to completion.
-fn run(args: &[&str], mgmt: Option<&Path>, env: &[(&str, OsString)]) -> Run {
-    let out = command(args, mgmt, env)
-        .output()
-        .expect("run kubectl-nautes");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// A run of the binary in the background; its output goes to files so a
-/// chatty run never blocks on a full pipe.
-struct Bg {
-    child: Child,
-    dir: tempfile::TempDir,
-    args: String,
-}
-
-impl Bg {
-    fn spawn(args: &[&str], mgmt: &Path, env: &[(&str, OsString)]) -> Bg {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
-        let err = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
-        let child = command(args, Some(mgmt), env)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn kubectl-nautes");
-        Bg {
-            child,
-            dir,
-            args: args.join(" "),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGKILL; true when the run was still going (the kill interrupted it).
-    fn kill(self) -> bool {
-        self.kill_or_output().is_none()
-    }
-
-    /// SIGKILL; None when the kill interrupted the run, else how it ended
-    /// by itself.
-    fn kill_or_output(mut self) -> Option<Run> {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            return None;
-        }
-        Some(self.finish(Duration::from_secs(1)))
-    }
-
-    /// Sends a signal by name with kill(1) (the crate forbids unsafe code).
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill(1)");
-        assert!(st.success(), "kill -{sig} {} failed", self.pid());
-    }
-
-    fn output(&self) -> (String, String) {
-        let read = |f: &str| {
-            String::from_utf8_lossy(&std::fs::read(self.dir.path().join(f)).unwrap_or_default())
-                .into_owned()
-        };
-        (read("stdout"), read("stderr"))
-    }
-
-    /// Waits for the run to end (at most `timeout`) and returns its output.
-    fn finish(mut self, timeout: Duration) -> Run {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let (o, e) = self.output();
-                panic!(
-                    "`{}` did not end within {timeout:?}\nstdout:\n{o}\nstderr:\n{e}",
-                    self.args
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let (stdout, stderr) = self.output();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        }
-    }
-}
-
-/// Runs, retrying while a lock left by an earlier (killed) run has not
-/// expired yet.
-fn until_unlocked(args: &[&str], mgmt: &Path, env: &[(&str, OsString)]) -> Run {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = run(args, Some(mgmt), env);
-        if r.code == 3 && r.stderr.contains("is being changed by") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        }
-        return r;
-    }
-}
 
 /// A deterministic RNG (splitmix64): kill points and fuzz cases replay from
 /// the printed seed.
@@ -208,69 +56,6 @@ fn seed() -> u64 {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(42)
         })
-}
-
-/// The objects labelled with the cluster's name, as "Kind ns/name", with
-/// what legitimately differs between two equal runs normalized:
-/// - the token Secret's random suffix (nautes-manager-token-xxxxx);
-/// - Endpoints and EndpointSlices, which the endpoint controllers make (and
-///   name at random) by copying a Service's labels: not the plugin's objects.
-///
-/// Duplicates are kept: two token Secrets are not one.
-async fn objects(c: &kube::Client, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = labelled(c, &format!("{SELECTOR}{name}"))
-        .await
-        .into_iter()
-        .filter(|o| !o.starts_with("Endpoints ") && !o.starts_with("EndpointSlice "))
-        .map(|o| match o.split_once("/nautes-manager-token-") {
-            Some((head, _)) if o.starts_with("Secret ") => {
-                format!("{head}/nautes-manager-token-*")
-            }
-            _ => o,
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Waits until nothing labelled with the cluster's name is left.
-async fn wait_nothing_left(c: &kube::Client, name: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let left = objects(c, name).await;
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} still holds objects of {name}: {left:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// What two object lists differ in, for a readable assertion message.
-fn difference(a: &[String], b: &[String]) -> String {
-    let mut only_a = a.to_vec();
-    let mut only_b = b.to_vec();
-    for x in b {
-        if let Some(i) = only_a.iter().position(|y| y == x) {
-            only_a.remove(i);
-        }
-    }
-    for x in a {
-        if let Some(i) = only_b.iter().position(|y| y == x) {
-            only_b.remove(i);
-        }
-    }
-    format!("only in the first: {only_a:#?}\nonly in the second: {only_b:#?}")
-}
-
-async fn namespace_exists(c: &kube::Client, ns: &str) -> bool {
-    matches!(
-        Api::<Namespace>::all(c.clone()).get_opt(ns).await,
-        Ok(Some(_))
-    )
 }
 
 /// Waits until the worker has a namespace (the register is applying), or
@@ -354,27 +139,11 @@ async fn expire_lease(mgmt: &kube::Client, name: &str) {
     }
 }
 
-fn json_out(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
-
 /// `status NAME -o json` says every component is ready.
 fn assert_status_ready(name: &str, mgmt: &Path) {
     let st = run(&["status", name, "-o", "json"], Some(mgmt), &[]);
     assert_eq!(st.code, 0, "status failed:\n{}\n{}", st.stdout, st.stderr);
     assert_eq!(json_out(&st.stdout)["ready"], true, "{}", st.stdout);
-}
-
-/// The error a run printed: from its `error: ` line to the end of stderr.
-fn error_block(stderr: &str) -> &str {
-    let i = stderr
-        .find("error: ")
-        .unwrap_or_else(|| panic!("no `error: ` in stderr:\n{stderr}"));
-    assert!(
-        i == 0 || stderr[..i].ends_with('\n'),
-        "`error: ` is not at the start of a line:\n{stderr}"
-    );
-    &stderr[i..]
 }
 
 fn spec_file(name: &str, worker: &TestCluster) -> (tempfile::TempDir, PathBuf) {
@@ -404,8 +173,8 @@ async fn api_server_stopped_mid_register_converges_and_the_lock_serializes_runs(
     eprintln!("[{:6.1}s] test bed up", t0.elapsed().as_secs_f64());
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let worker = bed.cluster("worker").clone();
-    let mgmt = crate::client(&mgmt_kc).await;
-    let wc = crate::client(&worker.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
     let name = "flaky";
     let (_d, spec_path) = spec_file(name, &worker);
     let sp = spec_path.to_str().expect("utf8");
@@ -449,7 +218,7 @@ async fn api_server_stopped_mid_register_converges_and_the_lock_serializes_runs(
         );
     }
     // a fresh client: the old one's connections died with the API server
-    let wc = crate::client(&worker.kubeconfig).await;
+    let wc = client(&worker.kubeconfig).await;
     let after_fault = objects(&wc, name).await;
     assert!(
         after_fault.len() > 20,
@@ -579,8 +348,8 @@ async fn sigkill_at_random_points_of_register_and_destroy_converges() {
     eprintln!("[{:6.1}s] test bed up", t0.elapsed().as_secs_f64());
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let worker = bed.cluster("worker").clone();
-    let mgmt = crate::client(&mgmt_kc).await;
-    let wc = crate::client(&worker.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
     let name = "killed";
     let (_d, spec_path) = spec_file(name, &worker);
     let sp = spec_path.to_str().expect("utf8");
@@ -1138,8 +907,8 @@ async fn secrets_never_reach_output_or_temporary_files() {
     let bed = TestBed::start(&["management", "worker"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let worker = bed.cluster("worker").clone();
-    let mgmt = crate::client(&mgmt_kc).await;
-    let wc = crate::client(&worker.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
     let name = "secretive";
     let tmp = tempfile::tempdir().expect("TMPDIR for the runs");
     let env = [("TMPDIR", tmp.path().as_os_str().to_os_string())];

@@ -10,45 +10,8 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Api;
 use serde_json::{Value, json};
 
+use crate::helpers::*;
 use crate::testbed::{TestBed, TestCluster};
-use crate::{labelled, nautes, physical_spec, write_temp};
-
-const SELECTOR: &str = "nautes.io/cluster=";
-
-async fn wait_nothing_left(c: &kube::Client, name: &str, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let left = labelled(c, &format!("{SELECTOR}{name}")).await;
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} still holds objects of {name}: {left:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn json_out(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
-
-/// Registers, retrying while a lock left by a killed run has not expired.
-fn register_until_unlocked(args: &[&str], mgmt: &Path) -> crate::Run {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = nautes(args, Some(mgmt), None);
-        if run.code == 3
-            && run.stderr.contains("is being changed by")
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_secs(2));
-            continue;
-        }
-        return run;
-    }
-}
 
 async fn assert_registered(mgmt: &kube::Client, worker: &TestCluster, name: &str) {
     // the Argo CD cluster Secret, in Argo CD's format
@@ -85,7 +48,7 @@ async fn assert_registered(mgmt: &kube::Client, worker: &TestCluster, name: &str
         "users": [{"name": "u", "user": {"token": token}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"});
     let (_d, path) = write_temp("argocd.kubeconfig", &kc.to_string());
-    let argocd = crate::client(&path).await;
+    let argocd = client(&path).await;
     let nss = Api::<Namespace>::all(argocd)
         .list(&Default::default())
         .await
@@ -124,8 +87,8 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
         bed.cluster("management").kubeconfig.clone(),
         bed.cluster("worker").clone(),
     );
-    let mgmt = crate::client(&mgmt_kc).await;
-    let wc = crate::client(&worker.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
     let name = "demo-worker";
     let spec = physical_spec(name, "worker", &worker, json!({}));
     let (_d, spec_path) = write_temp("worker.json", &spec);
@@ -326,7 +289,7 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
                 "users": [{"name": "u", "user": {"token": token}}],
                 "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"});
             let (_d, path) = write_temp("t.kubeconfig", &kc.to_string());
-            let c = crate::client(&path).await;
+            let c = client(&path).await;
             Api::<Namespace>::all(c)
                 .list(&Default::default())
                 .await
@@ -386,8 +349,8 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
         bed.cluster("management").kubeconfig.clone(),
         bed.cluster("worker").clone(),
     );
-    let mgmt = crate::client(&mgmt_kc).await;
-    let wc = crate::client(&worker.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
     let name = "killed";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     let sp = spec_path.to_str().expect("utf8");
@@ -403,7 +366,7 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
     for ms in &points {
         kill_after(&["register", "-f", sp], &mgmt_kc, *ms);
     }
-    let run = register_until_unlocked(&["register", "-f", sp, "-o", "json"], &mgmt_kc);
+    let run = until_unlocked(&["register", "-f", sp, "-o", "json"], &mgmt_kc, &[]);
     run.ok();
     assert_registered(&mgmt, &worker, name).await;
     let again = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
@@ -412,7 +375,7 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
 
     // a destroy killed midway, then run again
     kill_after(&["destroy", name], &mgmt_kc, 800);
-    let run = register_until_unlocked(&["destroy", name], &mgmt_kc);
+    let run = until_unlocked(&["destroy", name], &mgmt_kc, &[]);
     run.ok();
     wait_nothing_left(&wc, name, "the worker").await;
     wait_nothing_left(&mgmt, name, "the management cluster").await;
@@ -420,7 +383,7 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
     // a register killed early, then destroyed without ever completing: with
     // -f, destroy can use the spec's kubeconfig if no credential was minted
     kill_after(&["register", "-f", sp], &mgmt_kc, points[0]);
-    let run = register_until_unlocked(&["destroy", name, "-f", sp], &mgmt_kc);
+    let run = until_unlocked(&["destroy", name, "-f", sp], &mgmt_kc, &[]);
     assert!(
         run.code == 0 || (run.code == 3 && run.stderr.contains("not registered")),
         "{}",
@@ -432,12 +395,7 @@ async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cle
 
 /// Starts the binary and SIGKILLs it after `ms` milliseconds.
 fn kill_after(args: &[&str], mgmt: &Path, ms: u64) {
-    let mut child = std::process::Command::new(crate::binary())
-        .args(args)
-        .env("KUBECONFIG", mgmt)
-        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
-        .env("NAUTES_HELM", crate::testbed::bin_dir().join("helm"))
-        .env_remove("HTTPS_PROXY")
+    let mut child = command(args, Some(mgmt), &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -457,7 +415,7 @@ async fn a_namespace_webhook_like_hncs_never_blocks_register_or_destroy() {
         bed.cluster("management").kubeconfig.clone(),
         bed.cluster("worker").clone(),
     );
-    let wc = crate::client(&worker.kubeconfig).await;
+    let wc = client(&worker.kubeconfig).await;
     let charts = tempfile::tempdir().expect("dir");
     for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
         let p = e.expect("entry").path();
@@ -535,8 +493,8 @@ async fn preflight_names_missing_permissions_and_nothing_is_written() {
         );
     }
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    let mgmt = crate::client(&mgmt_kc).await;
-    let wc = crate::client(&bed.cluster("worker").kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&bed.cluster("worker").kubeconfig).await;
     assert!(
         labelled(&mgmt, &format!("{SELECTOR}{name}"))
             .await
@@ -562,7 +520,7 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     let bed = TestBed::start(&["management", "worker"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let worker = bed.cluster("worker").clone();
-    let mgmt = crate::client(&mgmt_kc).await;
+    let mgmt = client(&mgmt_kc).await;
     let name = "busy";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     nautes(

@@ -28,8 +28,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testbed_serves_crds_deployments_namespaces_rbac_and_isolated_clusters() {
     let bed = TestBed::start(&["one", "two"]);
-    let one = crate::client(&bed.cluster("one").kubeconfig).await;
-    let two = crate::client(&bed.cluster("two").kubeconfig).await;
+    let one = crate::helpers::client(&bed.cluster("one").kubeconfig).await;
+    let two = crate::helpers::client(&bed.cluster("two").kubeconfig).await;
 
     // /version reports the real Kubernetes version, not v0.0.0
     let v = one.apiserver_version().await.expect("version");
@@ -125,7 +125,7 @@ async fn testbed_serves_crds_deployments_namespaces_rbac_and_isolated_clusters()
     .await;
 
     // a restricted user gets 403 where RBAC says so
-    let restricted = crate::client(&bed.cluster("one").restricted_kubeconfig).await;
+    let restricted = crate::helpers::client(&bed.cluster("one").restricted_kubeconfig).await;
     let err = Api::<Namespace>::all(restricted)
         .list(&Default::default())
         .await

@@ -5,7 +5,8 @@
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
+use crate::helpers::{Run, command};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = crate::repo().join("tests/specs/invalid");
@@ -23,22 +24,12 @@ fn fixtures() -> Vec<PathBuf> {
     out
 }
 
-fn run_in(dir: &std::path::Path, args: &[&str], kubeconfig: &std::path::Path) -> crate::Run {
-    let out = Command::new(crate::binary())
-        .args(args)
+fn run_in(dir: &std::path::Path, args: &[&str], kubeconfig: &std::path::Path) -> Run {
+    let out = command(args, Some(kubeconfig), &[])
         .current_dir(dir)
-        .env("KUBECONFIG", kubeconfig)
-        .env("NO_COLOR", "1")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("HTTP_PROXY")
-        .stdin(Stdio::null())
         .output()
         .expect("run");
-    crate::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(&out)
 }
 
 #[test]

@@ -28,7 +28,6 @@ pub struct TestBed {
     stdout: BufReader<ChildStdout>,
     _dir: tempfile::TempDir,
     pub clusters: BTreeMap<String, TestCluster>,
-    pub bin: PathBuf,
 }
 
 /// The directory of the test bed's binaries (kubectl, helm, ...).
@@ -110,7 +109,6 @@ impl TestBed {
                     stdout,
                     _dir: dir,
                     clusters: state.clusters,
-                    bin,
                 };
             }
         }

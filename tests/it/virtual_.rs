@@ -14,8 +14,8 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 
+use crate::helpers::*;
 use crate::testbed::TestBed;
-use crate::{labelled, nautes, physical_spec, write_temp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
@@ -24,9 +24,9 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
     let host = bed.cluster("host").clone();
     let virt = bed.cluster("virtual").clone();
     let (mgmt, hc, vc) = (
-        crate::client(&mgmt_kc).await,
-        crate::client(&host.kubeconfig).await,
-        crate::client(&virt.kubeconfig).await,
+        client(&mgmt_kc).await,
+        client(&host.kubeconfig).await,
+        client(&virt.kubeconfig).await,
     );
     let vspec = json!({
         "name": "vdemo", "api_server": virt.server, "cluster_kind": "kubernetes",
@@ -100,16 +100,15 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
     );
 
     // the virtual worker: register runs while this test plays the vcluster
-    let child = std::process::Command::new(crate::binary())
-        .args(["register", "-f", vp, "-o", "json", "--timeout", "3m"])
-        .env("KUBECONFIG", &mgmt_kc)
-        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
-        .env("NAUTES_HELM", bed.bin.join("helm"))
-        .env_remove("HTTPS_PROXY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn register");
+    let child = command(
+        &["register", "-f", vp, "-o", "json", "--timeout", "3m"],
+        Some(&mgmt_kc),
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn register");
     let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(hc.clone(), "vdemo");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -253,7 +252,7 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
 async fn register_host_and_virtual(bed: &TestBed, mgmt_kc: &std::path::Path) {
     let host = bed.cluster("host").clone();
     let virt = bed.cluster("virtual").clone();
-    let hc = crate::client(&host.kubeconfig).await;
+    let hc = client(&host.kubeconfig).await;
     let (_h, hpath) = write_temp(
         "host.json",
         &physical_spec("hdemo", "host", &host, json!({})),
@@ -269,22 +268,21 @@ async fn register_host_and_virtual(bed: &TestBed, mgmt_kc: &std::path::Path) {
         "host_cluster": "hdemo", "vcluster": {"https_node_port": 31444},
     });
     let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
-    let child = std::process::Command::new(crate::binary())
-        .args([
+    let child = command(
+        &[
             "register",
             "-f",
             vpath.to_str().expect("utf8"),
             "--timeout",
             "3m",
-        ])
-        .env("KUBECONFIG", mgmt_kc)
-        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
-        .env("NAUTES_HELM", bed.bin.join("helm"))
-        .env_remove("HTTPS_PROXY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn register");
+        ],
+        Some(mgmt_kc),
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn register");
     // SIMULATED: the vcluster writing its kubeconfig Secret
     let secrets: Api<Secret> = Api::namespaced(hc.clone(), "vdemo");
     let secret: Secret = serde_json::from_value(json!({
@@ -317,8 +315,8 @@ async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forge
     let mut bed = TestBed::start(&["management", "host", "virtual"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let (mgmt, hc) = (
-        crate::client(&mgmt_kc).await,
-        crate::client(&bed.cluster("host").kubeconfig).await,
+        client(&mgmt_kc).await,
+        client(&bed.cluster("host").kubeconfig).await,
     );
     register_host_and_virtual(&bed, &mgmt_kc).await;
     // the virtual cluster's API goes away
