@@ -116,11 +116,11 @@ fn component_name(ctx: &mut Ctx<'_>, place: &Place<'_>, def: &FieldDef) -> Optio
     if name == expected {
         return Some(name);
     }
-    let shown = ctx.show(node);
-    ctx.on(
+    place.reject(
+        ctx,
+        "name",
         node,
-        &place.fields.path("name"),
-        format!("{shown} is not supported; valid: {valid}"),
+        &format!("is not supported; valid: {valid}"),
     );
     None
 }
@@ -131,12 +131,8 @@ fn component_namespace(ctx: &mut Ctx<'_>, place: &Place<'_>) -> Option<String> {
     if is_dns1123_label(&ns) {
         return Some(ns);
     }
-    let shown = ctx.show(node);
-    ctx.on(
-        node,
-        &place.fields.path("namespace"),
-        format!("{shown} is not a valid namespace; valid: {NAME_VALID}"),
-    );
+    let problem = format!("is not a valid namespace; valid: {NAME_VALID}");
+    place.reject(ctx, "namespace", node, &problem);
     None
 }
 

@@ -166,12 +166,11 @@ fn upstream<'a>(
 fn fixed_value(ctx: &mut Ctx<'_>, top: &Place<'_>, snake: &str, expected: &str) {
     match top.text(ctx, snake, expected) {
         Some((value, node)) if value != expected => {
-            let shown = ctx.show(node);
-            let path = top.fields.path(snake);
-            ctx.on(
+            top.reject(
+                ctx,
+                snake,
                 node,
-                &path,
-                format!("{shown} is not valid; valid: {expected}"),
+                &format!("is not valid; valid: {expected}"),
             );
         }
         Some(_) => {}

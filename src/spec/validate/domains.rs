@@ -24,26 +24,16 @@ pub(super) fn primary_domain(
         }
         return None;
     };
-    let shown = ctx.show(node);
-    let path = spec.fields.path("primary_domain");
     let trimmed = domain.strip_suffix('.').unwrap_or(&domain);
-    if is_ip_address(trimmed) {
-        ctx.on(
-            node,
-            &path,
-            format!("{shown} is an IP address; valid: {DOMAIN_VALID}, or {trimmed}.nip.io for an address"),
-        );
-        None
+    let problem = if is_ip_address(trimmed) {
+        format!("is an IP address; valid: {DOMAIN_VALID}, or {trimmed}.nip.io for an address")
     } else if !is_dns1123_subdomain(trimmed) {
-        ctx.on(
-            node,
-            &path,
-            format!("{shown} is not a valid DNS name; valid: {DOMAIN_VALID}"),
-        );
-        None
+        format!("is not a valid DNS name; valid: {DOMAIN_VALID}")
     } else {
-        Some(trimmed.to_owned())
-    }
+        return Some(trimmed.to_owned());
+    };
+    spec.reject(ctx, "primary_domain", node, &problem);
+    None
 }
 
 /// `argocd_host`: for workers only (a host cluster gets no Argo CD); a DNS
@@ -92,12 +82,8 @@ fn given_argocd_host(
     if is_dns1123_subdomain(bare) && !is_ip_address(bare) {
         return Some(bare.to_owned());
     }
-    let shown = ctx.show(node);
-    ctx.on(
-        node,
-        &spec.fields.path("argocd_host"),
-        format!("{shown} is not a host name; valid: {HOST_VALID}"),
-    );
+    let problem = format!("is not a host name; valid: {HOST_VALID}");
+    spec.reject(ctx, "argocd_host", node, &problem);
     None
 }
 

@@ -25,12 +25,7 @@ pub(super) fn cluster_kind(ctx: &mut Ctx<'_>, spec: &Place<'_>) {
     if let Some((kind, node)) = spec.text(ctx, "cluster_kind", "kubernetes")
         && kind != "kubernetes"
     {
-        let shown = ctx.show(node);
-        ctx.on(
-            node,
-            &spec.fields.path("cluster_kind"),
-            format!("{shown} is not valid; valid: kubernetes"),
-        );
+        spec.reject(ctx, "cluster_kind", node, "is not valid; valid: kubernetes");
     }
 }
 
@@ -125,11 +120,6 @@ fn given_host_cluster(
     } else {
         return Some(host);
     };
-    let shown = ctx.show(node);
-    ctx.on(
-        node,
-        &spec.fields.path("host_cluster"),
-        format!("{shown} {problem}"),
-    );
+    spec.reject(ctx, "host_cluster", node, &problem);
     None
 }

@@ -98,12 +98,24 @@ impl Place<'_> {
         found
     }
 
+    /// Reports the value of a field (see [`reject`]).
+    pub(super) fn reject(&self, ctx: &mut Ctx<'_>, snake: &str, node: &SNode, problem: &str) {
+        reject(ctx, node, &self.fields.path(snake), problem);
+    }
+
     /// Reports a field that must not be given here.
     pub(super) fn forbid(&self, ctx: &mut Ctx<'_>, snake: &str, why: &str) {
         if let Some(e) = self.fields.get(snake) {
             ctx.on(e.key, &e.path, why.to_owned());
         }
     }
+}
+
+/// Reports a value, as shown in messages, and what is wrong with it
+/// (`problem` ends with what would be valid).
+pub(super) fn reject(ctx: &mut Ctx<'_>, node: &SNode, path: &str, problem: &str) {
+    let shown = ctx.show(node);
+    ctx.on(node, path, format!("{shown} {problem}"));
 }
 
 /// Reads a nested mapping field; reports other types.

@@ -5,7 +5,7 @@ use super::super::fields::{Ctx, FieldDef, field, join};
 use super::super::net::ApiServer;
 use super::super::tree::{Node, SNode, position};
 use super::super::{ClusterType, NodePorts, VclusterSpec};
-use super::place::{Place, sub_mapping};
+use super::place::{Place, reject, sub_mapping};
 use super::{is_physical, is_virtual};
 
 const PORT_VALID: &str = "a whole number from 30000 to 32767";
@@ -223,11 +223,11 @@ pub(super) fn node_port(ctx: &mut Ctx<'_>, node: &SNode, path: &str) -> Option<u
     if NODE_PORTS.contains(&number) {
         return u16::try_from(number).ok();
     }
-    let shown = ctx.show(node);
-    ctx.on(
+    reject(
+        ctx,
         node,
         path,
-        format!("{shown} is out of range; valid: {PORT_VALID}"),
+        &format!("is out of range; valid: {PORT_VALID}"),
     );
     None
 }
@@ -251,11 +251,6 @@ fn whole_number(ctx: &mut Ctx<'_>, node: &SNode, path: &str) -> Option<i128> {
             return None;
         }
     };
-    let shown = ctx.show(node);
-    ctx.on(
-        node,
-        path,
-        format!("{shown} {problem}; valid: {PORT_VALID}"),
-    );
+    reject(ctx, node, path, &format!("{problem}; valid: {PORT_VALID}"));
     None
 }
