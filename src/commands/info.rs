@@ -11,7 +11,7 @@ use crate::credential;
 use crate::error::{Error, ExitCode, Result};
 use crate::inventory::ApplySet;
 use crate::k8s::wait::{self, Readiness};
-use crate::k8s::{Cluster, Kinds, retry};
+use crate::k8s::{Cluster, Kinds};
 use crate::output::{OutputFormat, age, print_table, print_value};
 use crate::registry::{self, Registry};
 
@@ -219,10 +219,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             if !wait::judged(&k.0) {
                 continue;
             }
-            let api = crate::k8s::api(&c.client, &m.kind, k.1.as_deref());
-            let got = retry(|| api.get_opt(&k.2)).await.map_err(|e| c.err(e))?;
-            let v = got.map(|o| serde_json::to_value(o).unwrap_or_default());
-            match wait::readiness_of(&k.0, v.as_ref()) {
+            match wait::readiness_now(c, &k.0, &m.kind, k.1.as_deref(), &k.2).await? {
                 Readiness::Ready => {}
                 Readiness::NotReady(why) | Readiness::Failed(why) => {
                     entry.ready = false;

@@ -68,6 +68,22 @@ pub fn readiness_of(group_kind: &str, o: Option<&Value>) -> Readiness {
     }
 }
 
+/// The readiness of one object, read from the cluster now.
+pub async fn readiness_now(
+    cluster: &Cluster,
+    group_kind: &str,
+    kind: &Kind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Readiness> {
+    let api = super::api(&cluster.client, kind, namespace);
+    let got = retry(|| api.get_opt(name))
+        .await
+        .map_err(|e| cluster.err(e))?;
+    let value = got.map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    Ok(readiness_of(group_kind, value.as_ref()))
+}
+
 /// Judges an object from its JSON.
 fn readiness(judge: Judge, o: &Value) -> Readiness {
     let s = &o["status"];
