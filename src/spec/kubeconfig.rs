@@ -7,10 +7,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
-use super::tree::{Node, load, to_json};
+use super::tree::{LoadError, Node, load, to_json};
 
 /// What is valid, for messages.
 pub(crate) const VALID: &str = "the content of a kubeconfig file (YAML or JSON), or that content base64-encoded, with at least one entry in clusters (each with cluster.server) and one in users";
+
+/// Largest kubeconfig accepted, in bytes, as text or after base64 decoding.
+/// A kubeconfig for one cluster is a few kilobytes.
+pub(crate) const MAX_KUBECONFIG_BYTES: usize = 256 * 1024;
 
 /// Why a kubeconfig was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +26,11 @@ pub(crate) enum Problem {
     NoClusters,
     ClusterWithoutServer(usize),
     NoUsers,
+    /// Larger than [`MAX_KUBECONFIG_BYTES`]; true when after base64 decoding.
+    TooLarge(bool),
+    /// A limit of the YAML loader (aliases, nesting), at a line and column
+    /// of the kubeconfig text; true when after base64 decoding.
+    Limit(LoadError, bool),
 }
 
 impl Problem {
@@ -41,18 +50,48 @@ impl Problem {
                 format!("entry {n} of clusters has no cluster.server; valid: {VALID}")
             }
             Problem::NoUsers => format!("has no entry in users; valid: {VALID}"),
+            Problem::TooLarge(decoded) => format!(
+                "is larger than {} KiB{}, the limit; valid: a kubeconfig of at most {} KiB",
+                MAX_KUBECONFIG_BYTES / 1024,
+                if *decoded {
+                    " after base64 decoding"
+                } else {
+                    ""
+                },
+                MAX_KUBECONFIG_BYTES / 1024
+            ),
+            Problem::Limit(e, decoded) => format!(
+                "at line {}, column {} of the {}: {}",
+                e.line,
+                e.column,
+                if *decoded {
+                    "base64-decoded kubeconfig"
+                } else {
+                    "kubeconfig text"
+                },
+                e.message
+            ),
         }
     }
 }
 
-/// Parses `text` as a single YAML/JSON document that is a mapping.
-fn parse_mapping(text: &str) -> Option<Node> {
-    let mut docs = load(text).ok()?;
-    if docs.len() != 1 {
-        return None;
+/// Parses `text` as a single YAML/JSON document that is a mapping: None
+/// when it is not one; an error when a limit of the loader is hit.
+fn parse_mapping(text: &str, decoded: bool) -> Result<Option<Node>, Problem> {
+    if text.len() > MAX_KUBECONFIG_BYTES {
+        return Err(Problem::TooLarge(decoded));
     }
-    let doc = docs.pop()?;
-    matches!(doc.value, Node::Map(_)).then_some(doc.value)
+    let mut docs = match load(text) {
+        Ok(docs) => docs,
+        Err(e) if e.limit => return Err(Problem::Limit(e, decoded)),
+        Err(_) => return Ok(None),
+    };
+    if docs.len() != 1 {
+        return Ok(None);
+    }
+    Ok(docs
+        .pop()
+        .and_then(|doc| matches!(doc.value, Node::Map(_)).then_some(doc.value)))
 }
 
 /// Decodes base64 (standard or URL-safe alphabet, padded or not, white
@@ -76,11 +115,24 @@ pub(crate) fn decode(value: &Node) -> Result<Node, Problem> {
             if text.trim().is_empty() {
                 return Err(Problem::Empty);
             }
-            match parse_mapping(text) {
+            // the text itself when it is a kubeconfig, else base64 of one;
+            // a text larger than the limit can only be base64 of one
+            let as_text = if text.len() > MAX_KUBECONFIG_BYTES {
+                None
+            } else {
+                parse_mapping(text, false)?
+            };
+            match as_text {
                 Some(m) => m,
-                None => decode_base64(text)
-                    .and_then(|decoded| parse_mapping(&decoded))
-                    .ok_or(Problem::NotKubeconfig)?,
+                None => match decode_base64(text) {
+                    Some(decoded) => {
+                        parse_mapping(&decoded, true)?.ok_or(Problem::NotKubeconfig)?
+                    }
+                    None if text.len() > MAX_KUBECONFIG_BYTES => {
+                        return Err(Problem::TooLarge(false));
+                    }
+                    None => return Err(Problem::NotKubeconfig),
+                },
             }
         }
         Node::Null => return Err(Problem::Empty),

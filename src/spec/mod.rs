@@ -170,20 +170,57 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// Largest spec accepted, in bytes. A cluster spec with an embedded
+/// kubeconfig is a few kilobytes; anything near this size is a mistake.
+/// This bounds the work of parsing by construction.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+/// The message of a spec larger than [`MAX_SPEC_BYTES`].
+pub(crate) fn too_large_message() -> String {
+    format!(
+        "is larger than {} MiB ({MAX_SPEC_BYTES} bytes), the limit; valid: a cluster spec of at most {} MiB",
+        MAX_SPEC_BYTES / (1024 * 1024),
+        MAX_SPEC_BYTES / (1024 * 1024)
+    )
+}
+
+/// The file name shown in messages for a `-f` argument.
+fn shown_file(file_label: &str) -> &str {
+    if file_label == "-" {
+        "<stdin>"
+    } else {
+        file_label
+    }
+}
+
+/// The error of a spec larger than [`MAX_SPEC_BYTES`], for readers that
+/// stop reading at the limit (see [`parse`]).
+pub fn too_large(file_label: &str) -> SpecErrors {
+    SpecErrors {
+        file: shown_file(file_label).to_owned(),
+        errors: vec![SpecError {
+            path: validate::DOCUMENT.to_owned(),
+            line: 1,
+            column: 1,
+            message: too_large_message(),
+        }],
+    }
+}
+
 /// Parses and validates a cluster spec.
 ///
 /// `file_label` is the file name shown in messages ("-" input is shown as
 /// `<stdin>`). `name_arg` is an optional name given on the command line.
+/// A text larger than [`MAX_SPEC_BYTES`] is refused before it is parsed.
 pub fn parse(
     file_label: &str,
     text: &str,
     name_arg: Option<&str>,
 ) -> Result<ClusterSpec, SpecErrors> {
-    let file = if file_label == "-" {
-        "<stdin>"
-    } else {
-        file_label
-    };
+    let file = shown_file(file_label);
+    if text.len() > MAX_SPEC_BYTES {
+        return Err(too_large(file_label));
+    }
     let mut ctx = fields::Ctx::new(text);
     let spec = match tree::load(text) {
         Err(e) => {

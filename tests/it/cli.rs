@@ -255,3 +255,83 @@ fn a_chart_missing_from_charts_dir_is_exit_8_and_names_it() {
         run.stderr
     );
 }
+
+/// Runs the binary with stdin from a file, killing it after 60 s (a hang
+/// detector: reading an endless input to its end never finishes).
+fn run_with_stdin_file(args: &[&str], stdin: &std::path::Path) -> crate::Run {
+    use std::io::Read;
+    let mut child = std::process::Command::new(crate::binary())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .stdin(std::fs::File::open(stdin).expect("open stdin"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if began.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still running after 60 s: it reads its input without a limit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut stdout);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut stderr);
+    }
+    crate::Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn a_spec_larger_than_one_mebibyte_is_exit_2_and_not_read_to_its_end() {
+    // /dev/zero never ends: the spec reader stops one byte past the limit
+    let limit = "(document): is larger than 1 MiB (1048576 bytes), the limit; valid: a cluster spec of at most 1 MiB";
+    let zero = std::path::Path::new("/dev/zero");
+    for (args, file) in [
+        (["validate", "-f", "-"], "<stdin>"),
+        (["render", "-f", "-"], "<stdin>"),
+        (["validate", "-f", "/dev/zero"], "/dev/zero"),
+        (["register", "-f", "/dev/zero"], "/dev/zero"),
+    ] {
+        let run = run_with_stdin_file(&args, zero);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim_end(),
+            format!("error: {file}:1:1: {limit}"),
+            "{args:?}"
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    // a regular file one byte over the limit, and one at the limit
+    let example =
+        std::fs::read_to_string(crate::repo().join("examples/cluster-host.yaml")).expect("example");
+    let pad = |n: usize| format!("{example}\n#{}\n", "x".repeat(n - example.len() - 3));
+    let (_dir, over) = crate::write_temp("over.yaml", &pad(1024 * 1024 + 1));
+    let run = crate::nautes(
+        &["validate", "-f", over.to_str().expect("utf8")],
+        None,
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!("error: {}:1:1: {limit}", over.display())
+    );
+    let (_dir, at) = crate::write_temp("at.yaml", &pad(1024 * 1024));
+    assert_eq!(std::fs::metadata(&at).expect("size").len(), 1024 * 1024);
+    let run = crate::nautes(&["validate", "-f", at.to_str().expect("utf8")], None, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
