@@ -993,7 +993,8 @@ fn invalid_fixtures_match_their_expected_errors() {
         checked += 1;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 35, "only {checked} fixtures");
+    // the exact number, so that a deleted fixture fails (as tests/it/specs.rs)
+    assert_eq!(checked, 64, "tests/specs/invalid: {checked} fixtures");
 }
 
 #[test]
