@@ -638,7 +638,7 @@ pub async fn ensure_credential(
             "creating the token Secret {CREDENTIAL_NAMESPACE}/{name}"
         ))
     })?;
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::cli::deadline(timeout);
     loop {
         let s = retry(|| api.get(&name)).await.map_err(|e| runtime.err(e))?;
         if let Some(c) = credential_of(&s) {

@@ -474,7 +474,7 @@ async fn remove_credential(
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
         Err(e) => return Err(cluster.err(e)),
     }
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::cli::deadline(timeout);
     loop {
         match api.get_metadata_opt(&ns_key.2).await {
             Ok(None) => return Ok(()),

@@ -308,7 +308,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
         // wait until the old token is really rejected
         let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client.clone());
         let lp = kube::api::ListParams::default().limit(1);
-        let deadline = tokio::time::Instant::now() + args.timeout;
+        let deadline = crate::cli::deadline(args.timeout);
         loop {
             match api.list(&lp).await {
                 Err(kube::Error::Api(s)) if s.code == 401 => break,

@@ -492,7 +492,7 @@ pub async fn virtual_cluster(
             spec.name
         ),
     );
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::cli::deadline(timeout);
     let text = loop {
         let s = retry(|| api.get_opt(&name))
             .await

@@ -335,3 +335,53 @@ fn a_spec_larger_than_one_mebibyte_is_exit_2_and_not_read_to_its_end() {
     let run = crate::nautes(&["validate", "-f", at.to_str().expect("utf8")], None, None);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn a_duration_too_long_for_the_clock_is_a_usage_error_not_a_panic() {
+    let ex = crate::repo().join("examples/cluster-physical-worker.yaml");
+    let ex = ex.to_str().expect("utf8");
+    let huge = "18446744073709551615";
+    let expected_reason = format!(
+        "\"{huge}\" is longer than the maximum, 8760h (365 days); valid: a duration of at most 8760h, e.g. 90s, 5m, 1h"
+    );
+    for (args, flag) in [
+        (
+            vec!["register", "-f", ex, "--timeout", huge],
+            "--timeout <TIMEOUT>",
+        ),
+        (
+            vec!["destroy", "cluster-x", "--timeout", huge],
+            "--timeout <TIMEOUT>",
+        ),
+        (
+            vec!["rotate-credentials", "cluster-x", "--timeout", huge],
+            "--timeout <TIMEOUT>",
+        ),
+        (
+            vec!["--request-timeout", huge, "list"],
+            "--request-timeout <DURATION>",
+        ),
+        (
+            vec!["validate", "-f", ex, "--request-timeout", huge],
+            "--request-timeout <DURATION>",
+        ),
+    ] {
+        let run = nautes(&args, None, None);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "invalid value '{huge}' for '{flag}': {expected_reason}"
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
+    // the maximum itself is accepted (validate is offline and ignores it)
+    let run = nautes(
+        &["validate", "-f", ex, "--request-timeout", "8760h"],
+        None,
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
