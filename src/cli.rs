@@ -107,6 +107,12 @@ pub struct SpecInput {
     /// The cluster's name, if the spec does not give it.
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
+    /// Accept a spec whose kubeconfig runs a command (users[].user.exec,
+    /// auth-provider) or reads local files (tokenFile, client-certificate,
+    /// client-key, certificate-authority) when used, as EKS and GKE
+    /// kubeconfigs do. Only for specs you trust.
+    #[arg(long, display_order = 900)]
+    pub allow_exec_kubeconfig: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -156,6 +162,10 @@ pub struct DestroyArgs {
     /// no credential yet (a register stopped before minting one).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filename: Option<std::path::PathBuf>,
+    /// Accept a spec (-f) whose kubeconfig runs a command or reads local
+    /// files when used (see register --help).
+    #[arg(long, display_order = 900)]
+    pub allow_exec_kubeconfig: bool,
     /// Destroy even if Argo CD Applications still deploy to it or custom
     /// resources not created by the plugin would be deleted with its CRDs.
     #[arg(long)]

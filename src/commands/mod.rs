@@ -54,10 +54,13 @@ impl Ctx {
     }
 }
 
-/// Reads a spec from a file or stdin ("-") and validates it.
+/// Reads a spec from a file or stdin ("-") and validates it; a kubeconfig
+/// that runs commands or reads local files is refused unless allowed.
 pub fn load_spec(input: &SpecInput) -> Result<ClusterSpec> {
     let (label, text) = read_input(&input.filename)?;
-    Ok(crate::spec::parse(&label, &text, input.name.as_deref())?)
+    let spec = crate::spec::parse(&label, &text, input.name.as_deref())?;
+    spec.refuse_local_access(&label, input.allow_exec_kubeconfig)?;
+    Ok(spec)
 }
 
 fn read_input(path: &Path) -> Result<(String, String)> {

@@ -77,8 +77,9 @@ pub struct ComponentOverride {
     pub additions: BTreeMap<String, String>,
 }
 
-/// A validated cluster spec with every default filled in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A validated cluster spec with every default filled in. Its Debug never
+/// shows the kubeconfig (a secret), only whether there is one.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSpec {
     pub name: String,
     /// Normalized: `scheme://host[:port]`, no trailing slash, no path.
@@ -108,6 +109,77 @@ pub struct ClusterSpec {
     /// of every cluster replaced by `api_server`. Never serialized.
     #[serde(skip)]
     pub kubeconfig: Option<String>,
+    /// The fields of the kubeconfig that run a command or read a local file
+    /// when it is used; see [`ClusterSpec::refuse_local_access`].
+    #[serde(skip)]
+    pub kubeconfig_access: Vec<KubeconfigAccess>,
+}
+
+impl fmt::Debug for ClusterSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSpec")
+            .field("name", &self.name)
+            .field("api_server", &self.api_server)
+            .field("cluster_kind", &self.cluster_kind)
+            .field("cluster_type", &self.cluster_type)
+            .field("usage", &self.usage)
+            .field("worker_type", &self.worker_type)
+            .field("host_cluster", &self.host_cluster)
+            .field("primary_domain", &self.primary_domain)
+            .field("argocd_host", &self.argocd_host)
+            .field("traefik", &self.traefik)
+            .field("vcluster", &self.vcluster)
+            .field("components", &self.components)
+            .field(
+                "kubeconfig",
+                &self.kubeconfig.as_ref().map(|_| "<redacted>"),
+            )
+            .field("kubeconfig_access", &self.kubeconfig_access)
+            .finish()
+    }
+}
+
+impl ClusterSpec {
+    /// Refuses a spec whose kubeconfig would run a command or read a file of
+    /// this machine, unless the user allows it (`--allow-exec-kubeconfig`):
+    /// a spec is input from someone else. Every such field is named, with
+    /// its line.
+    pub fn refuse_local_access(&self, file_label: &str, allowed: bool) -> Result<(), SpecErrors> {
+        if allowed || self.kubeconfig_access.is_empty() {
+            return Ok(());
+        }
+        let mut errors: Vec<SpecError> = self
+            .kubeconfig_access
+            .iter()
+            .map(|a| SpecError {
+                path: a.path.clone(),
+                line: a.line,
+                column: a.column,
+                message: a.message.clone(),
+            })
+            .collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        Err(SpecErrors {
+            file: shown_file(file_label).to_owned(),
+            errors,
+        })
+    }
+}
+
+/// A field of a spec's kubeconfig that runs a command (`exec`,
+/// `auth-provider`) or reads a file of this machine (`tokenFile`,
+/// `client-certificate`, `client-key`, `certificate-authority`) when the
+/// kubeconfig is used. Accepted only with `--allow-exec-kubeconfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeconfigAccess {
+    /// Dotted path of the field in the spec, e.g.
+    /// `kubeconfig.users[0].user.exec`.
+    pub path: String,
+    /// 1-based, in the spec.
+    pub line: u32,
+    pub column: u32,
+    /// What it does and what would be valid instead.
+    pub message: String,
 }
 
 /// One problem in a spec.

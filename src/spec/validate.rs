@@ -785,13 +785,13 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
             "is not accepted for a virtual cluster: its kubeconfig comes from its vcluster; valid: leave it out",
         ),
         _ => match f.get("kubeconfig") {
-            Some(e) => match kubeconfig::decode(&e.value.value) {
+            Some(e) => match kubeconfig::decode(ctx, e.value, &kubeconfig_path) {
                 Ok(config) => {
                     if let Some(server) = &api_text {
                         kubeconfig = Some(kubeconfig::rewrite(&config, server));
                     }
                 }
-                Err(problem) => ctx.on(e.value, &kubeconfig_path, problem.message()),
+                Err(problem) => problem.report(ctx, e.value, &kubeconfig_path),
             },
             None => {
                 if cluster_type == Some(ClusterType::Physical) {
@@ -898,6 +898,7 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
         } else {
             None
         },
+        kubeconfig_access: std::mem::take(&mut ctx.kubeconfig_access),
     })
 }
 

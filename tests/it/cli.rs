@@ -385,3 +385,86 @@ fn a_duration_too_long_for_the_clock_is_a_usage_error_not_a_panic() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn a_spec_kubeconfig_that_runs_commands_or_reads_files_needs_allow_exec_kubeconfig() {
+    let dir = crate::repo().join("tests/specs/invalid");
+    for (fixture, field) in [
+        ("66-kubeconfig-exec.yaml", "kubeconfig.users[0].user.exec:"),
+        (
+            "67-kubeconfig-auth-provider.yaml",
+            "kubeconfig.users[0].user.auth-provider:",
+        ),
+        (
+            "68-kubeconfig-token-file.yaml",
+            "kubeconfig.users[0].user.tokenFile:",
+        ),
+        (
+            "69-kubeconfig-client-key-path.yaml",
+            "kubeconfig.users[0].user.client-key:",
+        ),
+    ] {
+        let path = dir.join(fixture);
+        let path = path.to_str().expect("utf8");
+        // without the flag: exit 2 naming the field, for every command that
+        // takes a spec (nothing is contacted: the management kubeconfig
+        // does not exist)
+        for verb in ["validate", "render", "diff", "register"] {
+            let run = nautes(&[verb, "-f", path], None, None);
+            assert_eq!(run.code, 2, "{fixture} ({verb}): {}", run.stderr);
+            assert!(
+                run.stderr.contains(field) && run.stderr.contains("--allow-exec-kubeconfig"),
+                "{fixture} ({verb}): {}",
+                run.stderr
+            );
+            assert!(run.stdout.is_empty(), "{fixture} ({verb}): {}", run.stdout);
+        }
+        // with it: the spec is valid
+        let run = nautes(
+            &["validate", "--allow-exec-kubeconfig", "-f", path],
+            None,
+            None,
+        );
+        assert_eq!(run.code, 0, "{fixture}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("valid physical worker"),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn a_kubeconfig_that_breaks_its_schema_is_named_without_the_secret_beside_it() {
+    let canary = "CANARY-7f3a9c2e-TOKEN";
+    let spec = format!(
+        "name: cluster-demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig: |\n  apiVersion: v1\n  kind: Config\n  clusters:\n  - name: c\n    cluster: {{server: \"https://10.0.0.5:6443\"}}\n  users:\n  - name: u\n    user:\n      token: {canary}\n      exec: {{command: aws, args: \"--oops\"}}\n"
+    );
+    let (_dir, path) = crate::write_temp("spec.yaml", &spec);
+    let path = path.to_str().expect("utf8");
+    for args in [
+        vec!["validate", "-f", path],
+        vec!["register", "-f", path],
+        vec!["register", "--allow-exec-kubeconfig", "-f", path],
+        vec!["diff", "-f", path],
+        vec!["render", "-f", path],
+        vec!["validate", "-v", "-o", "json", "-f", "-"],
+    ] {
+        let stdin = (args.last() == Some(&"-")).then_some(spec.as_str());
+        let run = nautes(&args, None, stdin);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(":15:34: kubeconfig.users[0].user.exec.args: expected a list of strings, found a string; valid: a list of strings"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(canary) && !run.stdout.contains(canary),
+            "{args:?}: the token leaked:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(!run.stderr.contains("oops"), "{args:?}: {}", run.stderr);
+    }
+}
