@@ -107,6 +107,12 @@ pub struct SpecInput {
     /// The cluster's name, if the spec does not give it.
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
+    /// Accept a spec whose kubeconfig runs a command (users[].user.exec,
+    /// auth-provider) or reads local files (tokenFile, client-certificate,
+    /// client-key, certificate-authority) when used, as EKS and GKE
+    /// kubeconfigs do. Only for specs you trust.
+    #[arg(long, display_order = 900)]
+    pub allow_exec_kubeconfig: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -156,6 +162,10 @@ pub struct DestroyArgs {
     /// no credential yet (a register stopped before minting one).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filename: Option<std::path::PathBuf>,
+    /// Accept a spec (-f) whose kubeconfig runs a command or reads local
+    /// files when used (see register --help).
+    #[arg(long, display_order = 900)]
+    pub allow_exec_kubeconfig: bool,
     /// Destroy even if Argo CD Applications still deploy to it or custom
     /// resources not created by the plugin would be deleted with its CRDs.
     #[arg(long)]
@@ -243,36 +253,69 @@ pub struct VersionArgs {
     pub output: Option<OutputFormat>,
 }
 
-/// Parses "90s", "5m", "1h", "1m30s", or a plain number of seconds.
+/// The longest duration accepted by a flag: 365 days. Longer is a mistake,
+/// and a deadline far beyond it could overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses "90s", "5m", "1h", "1m30s", or a plain number of seconds, with
+/// overflow checks: at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
+    let not_a_duration = || format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h");
+    let too_long = || {
+        format!(
+            "{s:?} is longer than the maximum, {}h (365 days); valid: a duration of at most {}h, e.g. 90s, 5m, 1h",
+            MAX_DURATION.as_secs() / 3600,
+            MAX_DURATION.as_secs() / 3600
+        )
+    };
     let mut total = 0u64;
-    let mut num = String::new();
-    let mut seen = false;
-    for ch in s.chars() {
-        if ch.is_ascii_digit() {
-            num.push(ch);
-            continue;
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        total = s.parse::<u64>().map_err(|_| too_long())?;
+    } else {
+        let mut num = String::new();
+        let mut seen = false;
+        for ch in s.chars() {
+            if ch.is_ascii_digit() {
+                num.push(ch);
+                continue;
+            }
+            if num.is_empty() {
+                return Err(not_a_duration());
+            }
+            // all digits: a parse error is an overflow
+            let n: u64 = num.parse().map_err(|_| too_long())?;
+            num.clear();
+            let unit: u64 = match ch {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return Err(not_a_duration()),
+            };
+            total = n
+                .checked_mul(unit)
+                .and_then(|secs| total.checked_add(secs))
+                .ok_or_else(too_long)?;
+            seen = true;
         }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h"))?;
-        num.clear();
-        total += match ch {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            _ => return Err(format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h")),
-        };
-        seen = true;
+        if !num.is_empty() || !seen {
+            return Err(not_a_duration());
+        }
     }
-    if !num.is_empty() || !seen {
-        return Err(format!("{s:?} is not a duration; valid: e.g. 90s, 5m, 1h"));
+    let d = Duration::from_secs(total);
+    if d > MAX_DURATION {
+        return Err(too_long());
     }
-    Ok(Duration::from_secs(total))
+    Ok(d)
+}
+
+/// The instant `timeout` from now. Never overflows: a timeout beyond what
+/// the clock can hold gives a deadline decades away.
+pub fn deadline(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -293,5 +336,44 @@ mod tests {
         assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1m30").is_err());
+    }
+
+    #[test]
+    fn durations_too_long_or_overflowing_are_refused_with_the_maximum() {
+        let too_long = |s: &str| {
+            format!(
+                "{s:?} is longer than the maximum, 8760h (365 days); valid: a duration of at most 8760h, e.g. 90s, 5m, 1h"
+            )
+        };
+        for s in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "18446744073709551615s",
+            "5124095576030432h",
+            "307445734561825861m",
+            "18446744073709551615h",
+            "1h18446744073709551615s",
+            "31536001",
+            "8761h",
+            "525601m",
+        ] {
+            assert_eq!(parse_duration(s), Err(too_long(s)), "{s}");
+        }
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("31536000"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn deadlines_saturate_instead_of_overflowing() {
+        let now = tokio::time::Instant::now();
+        let far = deadline(Duration::MAX);
+        assert!(far > now + Duration::from_secs(10 * 365 * 24 * 3600));
+        let soon = deadline(Duration::from_secs(90));
+        assert!(soon >= now + Duration::from_secs(90));
+        assert!(soon < far);
     }
 }

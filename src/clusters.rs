@@ -9,8 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::json;
 
+use crate::cli::deadline;
 use crate::error::{Error, Result};
-use crate::k8s::{Cluster, ConnectOptions, deadline, retry};
+use crate::k8s::{Cluster, ConnectOptions, retry};
 use crate::output::Progress;
 use crate::registry::Registry;
 use crate::spec::ClusterSpec;

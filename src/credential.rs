@@ -15,8 +15,9 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
 
+use crate::cli::deadline;
 use crate::error::{Error, Result};
-use crate::k8s::{Cluster, ConnectOptions, deadline, retry};
+use crate::k8s::{Cluster, ConnectOptions, retry};
 use crate::render::{CLUSTER_LABEL, MANAGED_BY, MANAGER};
 
 pub const CREDENTIAL_LABEL: &str = "nautes.io/credential";

@@ -220,7 +220,14 @@ fn tls_reason(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The innermost message of an error chain, joined with its parents in a
 /// short form: "connection refused" rather than five layers of wrappers.
+///
+/// A YAML parser's error anywhere in the chain (a kubeconfig that cannot be
+/// read) is never shown: it quotes the text around the error, which can be
+/// a token. Only its position is kept.
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(message) = yaml_parse_error(e) {
+        return message;
+    }
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -236,5 +243,56 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         format!("{}: {}", parts[n - 2], parts[n - 1])
     } else {
         parts.pop().unwrap_or_default()
+    }
+}
+
+/// A fixed message, with the position only, when an error chain holds a YAML
+/// parser's error (kube's kubeconfig parser quotes up to 64 characters
+/// around the error).
+fn yaml_parse_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let parse = match err.downcast_ref::<kube::config::KubeconfigError>() {
+            Some(kube::config::KubeconfigError::Parse(p)) => Some(&**p),
+            _ => err.downcast_ref::<serde_saphyr::Error>(),
+        };
+        if let Some(p) = parse {
+            let at = p
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            return Some(format!(
+                "the kubeconfig does not match the kubeconfig schema{at} (the parser's message is not shown: it may quote a secret)"
+            ));
+        }
+        cur = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod yaml_error_tests {
+    use super::root_cause;
+
+    #[test]
+    fn a_kubeconfig_parse_error_never_shows_the_text_around_it() {
+        let text = "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: CANARY-TOKEN-0123456789\n    exec: {command: x, args: \"--oops\"}\n";
+        let Err(e) = kube::config::Kubeconfig::from_yaml(text) else {
+            panic!("expected a parse error");
+        };
+        // what kube itself would print
+        assert!(
+            format!("{e}").contains("CANARY") || format!("{e}").contains("oops"),
+            "kube's message no longer quotes the text; this test needs a new case: {e}"
+        );
+        let shown = root_cause(&e);
+        assert!(
+            !shown.contains("CANARY") && !shown.contains("oops"),
+            "{shown}"
+        );
+        assert!(
+            shown.starts_with("the kubeconfig does not match the kubeconfig schema at line 7"),
+            "{shown}"
+        );
     }
 }

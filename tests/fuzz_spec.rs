@@ -17,14 +17,19 @@
 //! wrapping in deep nesting; bytes that are not UTF-8 are replaced lossily
 //! (as the binary would reject them before parsing).
 //!
-//! Each case runs inside `catch_unwind`; the test fails on a panic or on any
-//! input taking more than 1 s of CPU time (the machine may be shared), and
-//! writes that input under
-//! target/fuzz-failures/. Time budget: NAUTES_FUZZ_SECONDS (default 20).
+//! Each case runs inside `catch_unwind` on a worker thread; the test fails on
+//! a panic, or when one input has not finished after 30 s (a hang detector,
+//! not a speed check: speed is measured by `make bench`), and writes that
+//! input under target/fuzz-failures/. The work of a parse is bounded by
+//! construction, not by a clock: the spec's size, the decoded kubeconfig's
+//! size and the expansion of YAML aliases have limits, and the hard cases
+//! below assert the exact error each limit gives.
+//! Time budget: NAUTES_FUZZ_SECONDS (default 20).
 //! Replay: NAUTES_FUZZ_SEED=<printed seed>.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use kubectl_nautes::spec::parse;
@@ -216,22 +221,6 @@ fn hard_cases(example: &str) -> Vec<(String, String)> {
         }
         add(&format!("block sequence nesting {depth}"), s);
     }
-    // a billion laughs
-    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-    for i in 1..12 {
-        let p = i - 1;
-        bomb.push_str(&format!(
-            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-        ));
-    }
-    add("alias bomb", bomb.clone());
-    add(
-        "alias bomb inside a kubeconfig string",
-        format!(
-            "name: x\napi_server: https://1.2.3.4:6443\ncluster_type: physical\nusage: worker\nkubeconfig: {}\n",
-            serde_json::to_string(&format!("{bomb}clusters: *a11\nusers: *a11\n")).expect("json")
-        ),
-    );
     add("merge key loop", "a: &a {<<: *a}\nname: x\n".to_string());
     add("self alias", "a: &a [*a]\n".to_string());
     add("undefined alias", "name: *nope\n".to_string());
@@ -250,7 +239,6 @@ fn hard_cases(example: &str) -> Vec<(String, String)> {
     add("CRLF", example.replace('\n', "\r\n"));
     add("CR only", example.replace('\n', "\r"));
     add("tabs", example.replace("  ", "\t"));
-    add("long line", format!("name: {}\n", "a".repeat(1 << 20)));
     add("long key", format!("{}: 1\n", "k".repeat(1 << 16)));
     add(
         "many keys",
@@ -275,15 +263,6 @@ fn hard_cases(example: &str) -> Vec<(String, String)> {
             .to_string(),
     );
     add(
-        "kubeconfig as base64 of a nested bomb",
-        format!(
-            "name: x\napi_server: https://1.2.3.4\ncluster_type: physical\nusage: worker\nkubeconfig: {}\n",
-            base64(&format!(
-                "{bomb}kind: Config\nclusters: *a11\nusers: *a11\n"
-            ))
-        ),
-    );
-    add(
         "invalid UTF-8, lossy",
         String::from_utf8_lossy(
             b"name: \xff\xfe\xc3\x28 \xed\xa0\x80\napi_server: https://\xf0\x28\x8c\xbc\n",
@@ -291,6 +270,122 @@ fn hard_cases(example: &str) -> Vec<(String, String)> {
         .into_owned(),
     );
     v
+}
+
+/// A physical worker spec whose kubeconfig is `kubeconfig` (already quoted
+/// or indented as it must appear after `kubeconfig: `).
+fn with_kubeconfig(kubeconfig: &str) -> String {
+    format!(
+        "name: x\napi_server: https://1.2.3.4:6443\ncluster_type: physical\nusage: worker\nkubeconfig: {kubeconfig}\n"
+    )
+}
+
+/// Inputs that hit a limit, with the exact errors they give.
+fn limit_cases(example: &str) -> Vec<(&'static str, String, String)> {
+    let bomb = alias_bomb();
+    let kubeconfig_line = "error: fuzz.yaml:5:13: kubeconfig:";
+    vec![
+        (
+            "alias bomb",
+            bomb.clone(),
+            "error: fuzz.yaml:4:45: (document): expands YAML aliases to more than 10000 nodes \
+             (or nests them deeper than 16), the limit; valid: aliases that expand to at most \
+             10000 nodes in all"
+                .to_owned(),
+        ),
+        (
+            "alias bomb inside a kubeconfig string",
+            with_kubeconfig(
+                &serde_json::to_string(&format!("{bomb}clusters: *a11\nusers: *a11\n"))
+                    .expect("json"),
+            ),
+            format!(
+                "{kubeconfig_line} at line 4, column 45 of the kubeconfig text: expands YAML \
+                 aliases to more than 10000 nodes (or nests them deeper than 16), the limit; \
+                 valid: aliases that expand to at most 10000 nodes in all"
+            ),
+        ),
+        (
+            "kubeconfig as base64 of a nested bomb",
+            with_kubeconfig(&base64(&format!(
+                "{bomb}kind: Config\nclusters: *a11\nusers: *a11\n"
+            ))),
+            format!(
+                "{kubeconfig_line} at line 4, column 45 of the base64-decoded kubeconfig: \
+                 expands YAML aliases to more than 10000 nodes (or nests them deeper than 16), \
+                 the limit; valid: aliases that expand to at most 10000 nodes in all"
+            ),
+        ),
+        (
+            "more aliases than the limit",
+            format!("a: &a x\nb: [{}]\n", vec!["*a"; 101].join(", ")),
+            "error: fuzz.yaml:2:405: (document): uses more than 100 YAML aliases (*name), the \
+             limit; valid: at most 100"
+                .to_owned(),
+        ),
+        (
+            "a large string repeated through aliases",
+            format!(
+                "a: &a \"{}\"\nb: [{}]\n",
+                "x".repeat(900 * 1024),
+                vec!["*a"; 100].join(", ")
+            ),
+            "error: fuzz.yaml:2:9: (document): holds more than 2 MiB of text in its values (a \
+             value repeated through aliases counts at each use), the limit; valid: at most 2 MiB"
+                .to_owned(),
+        ),
+        (
+            "spec one byte over the size limit",
+            format!("{example}\n#{}", "x".repeat(1024 * 1024 - example.len())),
+            "error: fuzz.yaml:1:1: (document): is larger than 1 MiB (1048576 bytes), the limit; \
+             valid: a cluster spec of at most 1 MiB"
+                .to_owned(),
+        ),
+        (
+            "long line over the size limit",
+            format!("name: {}\n", "a".repeat(1 << 20)),
+            "error: fuzz.yaml:1:1: (document): is larger than 1 MiB (1048576 bytes), the limit; \
+             valid: a cluster spec of at most 1 MiB"
+                .to_owned(),
+        ),
+        (
+            "kubeconfig text over its size limit",
+            with_kubeconfig(
+                &serde_json::to_string(&format!(
+                    "kind: Config\nclusters: []\n#{}\n",
+                    "x".repeat(256 * 1024)
+                ))
+                .expect("json"),
+            ),
+            format!(
+                "{kubeconfig_line} is larger than 256 KiB, the limit; valid: a kubeconfig of at \
+                 most 256 KiB"
+            ),
+        ),
+        (
+            "base64 kubeconfig over its size limit after decoding",
+            with_kubeconfig(&base64(&format!(
+                "kind: Config\nclusters: []\n#{}\n",
+                "x".repeat(256 * 1024)
+            ))),
+            format!(
+                "{kubeconfig_line} is larger than 256 KiB after base64 decoding, the limit; \
+                 valid: a kubeconfig of at most 256 KiB"
+            ),
+        ),
+    ]
+}
+
+/// A billion laughs: 10^12 nodes if its aliases were expanded.
+fn alias_bomb() -> String {
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    bomb
 }
 
 fn base64(s: &str) -> String {
@@ -430,44 +525,61 @@ fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
-/// CPU time of this thread (Linux: /proc/thread-self/stat, 10 ms ticks), so
-/// that the 1 s limit holds on a busy shared machine; None elsewhere.
-fn thread_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // fields after the command name, which is in parentheses
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
+/// How a case ended: its errors (None when the spec is valid) as the first
+/// one's "path: message" and all of them as printed, or the panic's message.
+type Outcome = Result<Option<(String, String)>, String>;
 
-/// Runs one case: its first error's message (None when the spec is valid)
-/// and the time it took (CPU time where it can be read, else wall time).
-fn run_case(text: &str, name_arg: Option<&str>) -> Result<(Option<String>, Duration), String> {
-    let (began, cpu) = (Instant::now(), thread_cpu());
+/// Runs one case, catching a panic.
+fn run_case(text: &str, name_arg: Option<&str>) -> Outcome {
     let r = catch_unwind(AssertUnwindSafe(|| parse("fuzz.yaml", text, name_arg)));
-    let took = match (cpu, thread_cpu()) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => began.elapsed(),
-    };
     match r {
         Err(p) => Err(p
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "a panic".into())),
-        Ok(Ok(_)) => Ok((None, took)),
-        Ok(Err(e)) => Ok((
-            e.errors.first().map(|x| {
-                format!(
-                    "{}: {}",
-                    x.path,
-                    x.message.chars().take(60).collect::<String>()
-                )
-            }),
-            took,
-        )),
+        Ok(Ok(_)) => Ok(None),
+        Ok(Err(e)) => Ok(Some((
+            e.errors
+                .first()
+                .map(|x| format!("{}: {}", x.path, x.message))
+                .unwrap_or_default(),
+            e.to_string(),
+        ))),
+    }
+}
+
+/// A hang detector, not a speed check: an input still running after this
+/// long is a hang (a debug build on a loaded machine takes well under 1 s).
+const HANG_AFTER: Duration = Duration::from_secs(30);
+
+/// Parses on a worker thread so that a hang is reported instead of
+/// blocking the test forever.
+struct Worker {
+    send: mpsc::Sender<(String, Option<&'static str>)>,
+    recv: mpsc::Receiver<(Outcome, Duration)>,
+}
+
+impl Worker {
+    fn start() -> Self {
+        let (send, inputs) = mpsc::channel::<(String, Option<&'static str>)>();
+        let (results, recv) = mpsc::channel();
+        std::thread::spawn(move || {
+            for (text, name_arg) in inputs {
+                let began = Instant::now();
+                let outcome = run_case(&text, name_arg);
+                if results.send((outcome, began.elapsed())).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker { send, recv }
+    }
+
+    /// The outcome and wall time, or None after [`HANG_AFTER`].
+    fn run(&self, text: &str, name_arg: Option<&'static str>) -> Option<(Outcome, Duration)> {
+        self.send.send((text.to_owned(), name_arg)).ok()?;
+        self.recv.recv_timeout(HANG_AFTER).ok()
     }
 }
 
@@ -476,40 +588,56 @@ struct Stats {
     executions: u64,
     valid: u64,
     seen_messages: std::collections::BTreeSet<String>,
+    /// The slowest case, for information only (never a pass/fail criterion).
     slowest: (Duration, String),
     failures: Vec<String>,
+    /// Set after a hang: the worker is stuck, nothing more can run.
+    hung: bool,
 }
 
 impl Stats {
-    /// Runs one case; true when it gave a first error not seen before.
-    fn check(&mut self, label: &str, text: &str, name_arg: Option<&str>, limit: Duration) -> bool {
+    /// Runs one case; its errors as printed (None when valid or on a
+    /// failure) and whether its first error was not seen before.
+    fn check(
+        &mut self,
+        worker: &Worker,
+        label: &str,
+        text: &str,
+        name_arg: Option<&'static str>,
+    ) -> (Option<String>, bool) {
         self.executions += 1;
-        match run_case(text, name_arg) {
-            Err(panic) => {
+        match worker.run(text, name_arg) {
+            None => {
+                let path = save_failure(text);
+                self.failures.push(format!(
+                    "{label}: parse still running after {HANG_AFTER:?} (a hang); input in {}",
+                    path.display()
+                ));
+                self.hung = true;
+                (None, false)
+            }
+            Some((Err(panic), _)) => {
                 let path = save_failure(text);
                 self.failures.push(format!(
                     "{label}: parse panicked ({panic}); input in {}",
                     path.display()
                 ));
-                false
+                (None, false)
             }
-            Ok((msg, took)) => {
+            Some((Ok(msg), took)) => {
                 if took > self.slowest.0 {
                     self.slowest = (took, label.to_string());
-                }
-                if took > limit {
-                    let path = save_failure(text);
-                    self.failures.push(format!(
-                        "{label}: parse took {took:?}; input in {}",
-                        path.display()
-                    ));
                 }
                 match msg {
                     None => {
                         self.valid += 1;
-                        false
+                        (None, false)
                     }
-                    Some(m) => self.seen_messages.insert(m),
+                    Some((first, all)) => {
+                        let short: String = first.chars().take(80).collect();
+                        let new = self.seen_messages.insert(short);
+                        (Some(all), new)
+                    }
                 }
             }
         }
@@ -544,18 +672,35 @@ fn spec_parse_never_panics_or_hangs_on_mutated_specs() {
                 .unwrap_or(1)
         });
     eprintln!("NAUTES_FUZZ_SEED={seed} NAUTES_FUZZ_SECONDS={seconds}");
-    let limit = Duration::from_secs(1);
     let seeds = seeds();
     let example = String::from_utf8_lossy(&seeds[0].1).into_owned();
     let mut corpus: Vec<Vec<u8>> = seeds.iter().map(|(_, b)| b.clone()).collect();
     let mut st = Stats::default();
+    let worker = Worker::start();
     for (label, text) in hard_cases(&example) {
-        st.check(&label, &text, None, limit);
+        st.check(&worker, &label, &text, None);
+    }
+    // the limits that bound the work, each with its exact error
+    for (label, text, expected) in limit_cases(&example) {
+        if st.hung {
+            break;
+        }
+        let (got, _) = st.check(&worker, label, &text, None);
+        match got {
+            Some(got) if got == expected => {}
+            Some(got) => st.failures.push(format!(
+                "{label}: expected the error\n{expected}\ngot\n{got}"
+            )),
+            None if st.hung => {}
+            None => st.failures.push(format!(
+                "{label}: expected the error\n{expected}\nbut it parsed"
+            )),
+        }
     }
     let hard = st.executions;
     let mut rng = Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline && st.failures.len() < 5 {
+    while Instant::now() < deadline && st.failures.len() < 5 && !st.hung {
         let base = corpus[rng.below(corpus.len())].clone();
         let bytes = mutate(&mut rng, &base, &corpus);
         let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -564,7 +709,7 @@ fn spec_parse_never_panics_or_hangs_on_mutated_specs() {
         } else {
             None
         };
-        if st.check("mutation", &text, name_arg, limit) && corpus.len() < 2_000 {
+        if st.check(&worker, "mutation", &text, name_arg).1 && corpus.len() < 2_000 {
             corpus.push(text.into_bytes());
         }
     }
@@ -574,10 +719,11 @@ fn spec_parse_never_panics_or_hangs_on_mutated_specs() {
         seen_messages,
         slowest,
         failures,
+        ..
     } = st;
     eprintln!(
         "{executions} executions ({hard} hard cases, {} random) in {seconds}s budget; {valid} valid specs, \
-         {} distinct first errors, corpus {} inputs; slowest {:?} ({})",
+         {} distinct first errors, corpus {} inputs; slowest {:?} ({}; information only)",
         executions - hard,
         seen_messages.len(),
         corpus.len(),

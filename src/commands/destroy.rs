@@ -135,6 +135,7 @@ async fn destroy_locked(
                 let given = super::load_spec(&crate::cli::SpecInput {
                     filename: file.clone(),
                     name: Some(spec.name.clone()),
+                    allow_exec_kubeconfig: args.allow_exec_kubeconfig,
                 })?;
                 let kubeconfig = given.kubeconfig.unwrap_or_default();
                 access = match Cluster::from_kubeconfig_text(

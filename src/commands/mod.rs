@@ -50,26 +50,37 @@ impl Ctx {
     }
 }
 
-/// Reads a spec from a file or stdin ("-") and validates it.
+/// Reads a spec from a file or stdin ("-") and validates it; a kubeconfig
+/// that runs commands or reads local files is refused unless allowed.
 pub fn load_spec(input: &SpecInput) -> Result<ClusterSpec> {
     let (label, text) = read_input(&input.filename)?;
-    Ok(crate::spec::parse(&label, &text, input.name.as_deref())?)
+    let spec = crate::spec::parse(&label, &text, input.name.as_deref())?;
+    spec.refuse_local_access(&label, input.allow_exec_kubeconfig)?;
+    Ok(spec)
 }
 
 fn read_input(path: &Path) -> Result<(String, String)> {
-    if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::invalid(format!("<stdin>: cannot read: {e}")))?;
-        return Ok(("-".into(), text));
+    // at most one byte more than a spec may have: a larger input is refused
+    // without being read to its end
+    let limit = crate::spec::MAX_SPEC_BYTES as u64 + 1;
+    let (label, shown) = if path.as_os_str() == "-" {
+        ("-".to_owned(), "<stdin>".to_owned())
+    } else {
+        (path.display().to_string(), path.display().to_string())
+    };
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().take(limit).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| Error::invalid(format!("{shown}: cannot read: {e}")))?;
+    if bytes.len() > crate::spec::MAX_SPEC_BYTES {
+        return Err(crate::spec::too_large(&label).into());
     }
-    let label = path.display().to_string();
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::invalid(format!("{label}: cannot read: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| {
         Error::invalid(format!(
-            "{label}: is not UTF-8 text; valid: a YAML or JSON document"
+            "{shown}: is not UTF-8 text; valid: a YAML or JSON document"
         ))
     })?;
     Ok((label, text))

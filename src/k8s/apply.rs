@@ -305,7 +305,7 @@ pub async fn wait_crds(cluster: &Cluster, names: &[String], timeout: Duration) -
         namespaced: false,
     };
     let api = super::api(&cluster.client, &kind, None);
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::cli::deadline(timeout);
     for name in names {
         loop {
             let crd = retry(|| api.get_opt(name))

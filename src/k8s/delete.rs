@@ -64,7 +64,7 @@ pub async fn delete_members(
             .or_default()
             .push((k, m));
     }
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::cli::deadline(timeout);
     for (_, group) in groups {
         let mut dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),

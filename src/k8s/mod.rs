@@ -266,13 +266,6 @@ pub fn transient(e: &kube::Error) -> bool {
     }
 }
 
-/// The instant `timeout` from now; far in the future when that overflows.
-pub fn deadline(timeout: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 /// Runs a request, retrying transient failures with exponential backoff for
 /// up to about a minute, so a register survives an API server restart.
 pub async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, kube::Error>

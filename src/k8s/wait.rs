@@ -247,7 +247,7 @@ pub async fn wait_ready(
     timeout: Duration,
     on_ready: &(dyn Fn(&Watched) + Sync),
 ) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::cli::deadline(timeout);
     let mut pending = objects;
     let mut delay = Duration::from_millis(100);
     loop {

@@ -9,6 +9,8 @@ pub(crate) struct Ctx<'t> {
     /// The whole document, to recover how scalars were written.
     pub text: &'t str,
     pub errors: Vec<SpecError>,
+    /// The kubeconfig's fields that run a command or read a local file.
+    pub kubeconfig_access: Vec<super::KubeconfigAccess>,
 }
 
 impl<'t> Ctx<'t> {
@@ -16,6 +18,7 @@ impl<'t> Ctx<'t> {
         Ctx {
             text,
             errors: Vec::new(),
+            kubeconfig_access: Vec::new(),
         }
     }
 

@@ -77,8 +77,9 @@ pub struct ComponentOverride {
     pub additions: BTreeMap<String, String>,
 }
 
-/// A validated cluster spec with every default filled in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A validated cluster spec with every default filled in. Its Debug never
+/// shows the kubeconfig (a secret), only whether there is one.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSpec {
     pub name: String,
     /// Normalized: `scheme://host[:port]`, no trailing slash, no path.
@@ -108,6 +109,77 @@ pub struct ClusterSpec {
     /// of every cluster replaced by `api_server`. Never serialized.
     #[serde(skip)]
     pub kubeconfig: Option<String>,
+    /// The fields of the kubeconfig that run a command or read a local file
+    /// when it is used; see [`ClusterSpec::refuse_local_access`].
+    #[serde(skip)]
+    pub kubeconfig_access: Vec<KubeconfigAccess>,
+}
+
+impl fmt::Debug for ClusterSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSpec")
+            .field("name", &self.name)
+            .field("api_server", &self.api_server)
+            .field("cluster_kind", &self.cluster_kind)
+            .field("cluster_type", &self.cluster_type)
+            .field("usage", &self.usage)
+            .field("worker_type", &self.worker_type)
+            .field("host_cluster", &self.host_cluster)
+            .field("primary_domain", &self.primary_domain)
+            .field("argocd_host", &self.argocd_host)
+            .field("traefik", &self.traefik)
+            .field("vcluster", &self.vcluster)
+            .field("components", &self.components)
+            .field(
+                "kubeconfig",
+                &self.kubeconfig.as_ref().map(|_| "<redacted>"),
+            )
+            .field("kubeconfig_access", &self.kubeconfig_access)
+            .finish()
+    }
+}
+
+impl ClusterSpec {
+    /// Refuses a spec whose kubeconfig would run a command or read a file of
+    /// this machine, unless the user allows it (`--allow-exec-kubeconfig`):
+    /// a spec is input from someone else. Every such field is named, with
+    /// its line.
+    pub fn refuse_local_access(&self, file_label: &str, allowed: bool) -> Result<(), SpecErrors> {
+        if allowed || self.kubeconfig_access.is_empty() {
+            return Ok(());
+        }
+        let mut errors: Vec<SpecError> = self
+            .kubeconfig_access
+            .iter()
+            .map(|a| SpecError {
+                path: a.path.clone(),
+                line: a.line,
+                column: a.column,
+                message: a.message.clone(),
+            })
+            .collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        Err(SpecErrors {
+            file: shown_file(file_label).to_owned(),
+            errors,
+        })
+    }
+}
+
+/// A field of a spec's kubeconfig that runs a command (`exec`,
+/// `auth-provider`) or reads a file of this machine (`tokenFile`,
+/// `client-certificate`, `client-key`, `certificate-authority`) when the
+/// kubeconfig is used. Accepted only with `--allow-exec-kubeconfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeconfigAccess {
+    /// Dotted path of the field in the spec, e.g.
+    /// `kubeconfig.users[0].user.exec`.
+    pub path: String,
+    /// 1-based, in the spec.
+    pub line: u32,
+    pub column: u32,
+    /// What it does and what would be valid instead.
+    pub message: String,
 }
 
 /// One problem in a spec.
@@ -170,20 +242,57 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// Largest spec accepted, in bytes. A cluster spec with an embedded
+/// kubeconfig is a few kilobytes; anything near this size is a mistake.
+/// This bounds the work of parsing by construction.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+/// The message of a spec larger than [`MAX_SPEC_BYTES`].
+pub(crate) fn too_large_message() -> String {
+    format!(
+        "is larger than {} MiB ({MAX_SPEC_BYTES} bytes), the limit; valid: a cluster spec of at most {} MiB",
+        MAX_SPEC_BYTES / (1024 * 1024),
+        MAX_SPEC_BYTES / (1024 * 1024)
+    )
+}
+
+/// The file name shown in messages for a `-f` argument.
+fn shown_file(file_label: &str) -> &str {
+    if file_label == "-" {
+        "<stdin>"
+    } else {
+        file_label
+    }
+}
+
+/// The error of a spec larger than [`MAX_SPEC_BYTES`], for readers that
+/// stop reading at the limit (see [`parse`]).
+pub fn too_large(file_label: &str) -> SpecErrors {
+    SpecErrors {
+        file: shown_file(file_label).to_owned(),
+        errors: vec![SpecError {
+            path: validate::DOCUMENT.to_owned(),
+            line: 1,
+            column: 1,
+            message: too_large_message(),
+        }],
+    }
+}
+
 /// Parses and validates a cluster spec.
 ///
 /// `file_label` is the file name shown in messages ("-" input is shown as
 /// `<stdin>`). `name_arg` is an optional name given on the command line.
+/// A text larger than [`MAX_SPEC_BYTES`] is refused before it is parsed.
 pub fn parse(
     file_label: &str,
     text: &str,
     name_arg: Option<&str>,
 ) -> Result<ClusterSpec, SpecErrors> {
-    let file = if file_label == "-" {
-        "<stdin>"
-    } else {
-        file_label
-    };
+    let file = shown_file(file_label);
+    if text.len() > MAX_SPEC_BYTES {
+        return Err(too_large(file_label));
+    }
     let mut ctx = fields::Ctx::new(text);
     let spec = match tree::load(text) {
         Err(e) => {

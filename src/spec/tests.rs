@@ -911,9 +911,10 @@ fn deep_nesting_inside_a_kubeconfig_string_is_refused() {
     let text = format!(
         "name: demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig: {b64}\n"
     );
-    let e = errs(&text);
-    assert_eq!(e.len(), 1);
-    assert!(e[0].contains("kubeconfig: is neither"), "{e:?}");
+    assert_one(
+        &text,
+        "error: t.yaml:5:13: kubeconfig: at line 21, column 21 of the base64-decoded kubeconfig: is nested deeper than 20 levels, the limit; valid: at most 20 levels of nested mappings and lists",
+    );
 }
 
 #[test]
@@ -926,7 +927,10 @@ fn alias_bombs_are_refused() {
     }
     let e = errs(&text);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("(document): "), "{e:?}");
+    assert!(
+        e[0].contains("(document): expands YAML aliases to more than 10000 nodes"),
+        "{e:?}"
+    );
     // An alias chain deeper than the nesting limit.
     let mut chain = String::from("l0: &l0 [x]\n");
     for i in 1..60 {
@@ -937,10 +941,10 @@ fn alias_bombs_are_refused() {
 
 #[test]
 fn huge_input_is_refused() {
-    let text = format!("name: demo\nx: \"{}\"\n", "a".repeat(tree::MAX_INPUT_BYTES));
+    let text = format!("name: demo\nx: \"{}\"\n", "a".repeat(super::MAX_SPEC_BYTES));
     assert_one(
         &text,
-        "error: t.yaml:1:1: (document): is larger than 4 MiB; valid: a cluster spec smaller than that",
+        "error: t.yaml:1:1: (document): is larger than 1 MiB (1048576 bytes), the limit; valid: a cluster spec of at most 1 MiB",
     );
 }
 
@@ -975,8 +979,12 @@ fn invalid_fixtures_match_their_expected_errors() {
             .to_owned();
         let expect = read(&path.with_extension("expect"));
         assert!(!expect.is_empty(), "{file} has no .expect file");
-        let got = match parse(&file, &read(&path), None) {
-            Ok(_) => "(parsed without errors)\n".to_owned(),
+        // as the commands load a spec: a kubeconfig that runs commands or
+        // reads local files is refused (no --allow-exec-kubeconfig)
+        let got = match parse(&file, &read(&path), None)
+            .and_then(|spec| spec.refuse_local_access(&file, false))
+        {
+            Ok(()) => "(parsed without errors)\n".to_owned(),
             Err(e) => format!("{e}\n"),
         };
         if got != expect {
@@ -989,7 +997,8 @@ fn invalid_fixtures_match_their_expected_errors() {
         checked += 1;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked >= 35, "only {checked} fixtures");
+    // the exact number, so that a deleted fixture fails (as tests/it/specs.rs)
+    assert_eq!(checked, 69, "tests/specs/invalid: {checked} fixtures");
 }
 
 #[test]
@@ -1062,4 +1071,125 @@ fn at_most_a_hundred_errors_are_printed_and_the_rest_counted() {
     let shown = err.to_string();
     assert_eq!(shown.lines().count(), MAX_SHOWN_ERRORS + 1, "{shown}");
     assert!(shown.ends_with("more error(s) not shown"), "{shown}");
+}
+
+// ------------------------------------------------ kubeconfig schema and local access
+
+/// A physical worker whose kubeconfig (a literal block) has this user.
+fn with_user(user: &str) -> String {
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://10.0.0.5:6443\"}}\nusers:\n- name: u\n  user:\n    token: CANARY-TOKEN-0123456789abcdef\n{}contexts:\n- name: x\n  context: {{cluster: c, user: u}}\n",
+        indent(user, 4)
+    );
+    format!(
+        "name: demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig: |\n{}",
+        indent(&kubeconfig, 2)
+    )
+}
+
+#[test]
+fn kubeconfig_fields_are_checked_against_the_schema_without_their_values() {
+    let text = with_user(
+        "exec:\n  command: aws\n  args: \"--oops\"\n  env: [{name: A, value: 1}]\n  interactiveMode: Sometimes\n",
+    );
+    let e = errs(&text);
+    assert_eq!(
+        e,
+        vec![
+            "error: t.yaml:17:15: kubeconfig.users[0].user.exec.args: expected a list of strings, found a string; valid: a list of strings",
+            "error: t.yaml:18:32: kubeconfig.users[0].user.exec.env[0].value: expected a string, found a number; valid: a string",
+            "error: t.yaml:19:26: kubeconfig.users[0].user.exec.interactiveMode: is not one of the accepted values; valid: one of Never, IfAvailable, Always",
+        ]
+    );
+    assert!(!e.join("\n").contains("CANARY") && !e.join("\n").contains("oops"));
+    // the line and column are the spec's: line 17, column 15 is the args value
+    assert_eq!(text.lines().nth(16), Some("        args: \"--oops\""));
+    // inline and base64 forms: the spec's position, or the position inside
+    let inline = "name: demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig:\n  clusters: [{name: c, cluster: {server: https://x, insecure-skip-tls-verify: \"yes\"}}]\n  users: [{name: u, user: {token: CANARY}}]\n";
+    assert_one(
+        inline,
+        "error: t.yaml:6:79: kubeconfig.clusters[0].cluster.insecure-skip-tls-verify: expected true or false, found a string; valid: true or false",
+    );
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode("clusters: [{name: c, cluster: {server: https://x}}]\nusers:\n- name: u\n  user: {token: CANARY, as-groups: admins}\n");
+    assert_one(
+        &format!(
+            "name: demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig: {b64}\n"
+        ),
+        "error: t.yaml:5:13: kubeconfig.users[0].user.as-groups: expected a list of strings, found a string (at line 4, column 36 of the base64-decoded kubeconfig); valid: a list of strings",
+    );
+    // required names, contexts without a cluster
+    let text = "name: demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig:\n  clusters: [{cluster: {server: https://x}}]\n  users: [{name: u, user: {token: CANARY}}]\n  contexts: [{name: x, context: {user: u}}]\n";
+    assert_eq!(
+        errs(text),
+        vec![
+            "error: t.yaml:6:14: kubeconfig.clusters[0]: has no name; valid: an entry with name",
+            "error: t.yaml:8:33: kubeconfig.contexts[0].context: has no cluster; valid: an entry with cluster",
+        ]
+    );
+}
+
+#[test]
+fn kubeconfig_fields_that_run_commands_or_read_files_are_recorded_with_their_lines() {
+    let spec = ok(&with_user(
+        "exec: {command: aws, args: [eks, get-token]}\ntokenFile: /var/run/token\nclient-key: /k.pem\nclient-certificate: /c.pem\nauth-provider: {name: gcp, config: {cmd-path: gcloud}}\n",
+    ));
+    let got: Vec<(String, u32)> = spec
+        .kubeconfig_access
+        .iter()
+        .map(|a| (a.path.clone(), a.line))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("kubeconfig.users[0].user.tokenFile".to_owned(), 16),
+            ("kubeconfig.users[0].user.client-certificate".to_owned(), 18),
+            ("kubeconfig.users[0].user.client-key".to_owned(), 17),
+            ("kubeconfig.users[0].user.auth-provider".to_owned(), 19),
+            ("kubeconfig.users[0].user.exec".to_owned(), 15),
+        ]
+    );
+    let refused = spec
+        .refuse_local_access("t.yaml", false)
+        .map_err(|e| e.to_string());
+    let text = refused.expect_err("refused without the flag");
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.starts_with("error: t.yaml:15:13: kubeconfig.users[0].user.exec: runs a command on this machine when the kubeconfig is used; valid: token, or client-certificate-data and client-key-data instead, or pass --allow-exec-kubeconfig"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("CANARY") && !text.contains("/k.pem"),
+        "{text}"
+    );
+    assert_eq!(spec.refuse_local_access("t.yaml", true), Ok(()));
+    // the CA path of a cluster too; a kubeconfig with data only has none
+    let text = physical("").replace(
+        "certificate-authority-data: SECRET-CA-DATA",
+        "certificate-authority: /etc/ca.pem",
+    );
+    let spec = ok(&text);
+    assert_eq!(spec.kubeconfig_access.len(), 1);
+    assert_eq!(
+        spec.kubeconfig_access[0].path,
+        "kubeconfig.clusters[0].cluster.certificate-authority"
+    );
+    assert!(ok(&physical("")).kubeconfig_access.is_empty());
+}
+
+#[test]
+fn a_spec_debug_never_shows_its_kubeconfig() {
+    let spec = ok(&physical(""));
+    assert!(
+        spec.kubeconfig
+            .as_deref()
+            .unwrap_or("")
+            .contains("SECRET-TOKEN")
+    );
+    let shown = format!("{spec:?} {spec:#?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && shown.contains("demo"),
+        "{shown}"
+    );
 }

@@ -11,9 +11,28 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{DuplicateKeyPolicy, NonFiniteFloatPolicy, Spanned};
 
-/// Largest input accepted, in bytes. A cluster spec with an embedded
-/// kubeconfig is a few kilobytes; anything near this size is a mistake.
-pub(crate) const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// Largest text loaded, in bytes: the limit of a spec (see
+/// `spec::MAX_SPEC_BYTES`, checked before with its own message); a
+/// kubeconfig inside a spec is smaller still.
+pub(crate) const MAX_INPUT_BYTES: usize = super::MAX_SPEC_BYTES;
+
+/// Most values (scalars, mappings, lists) in one text.
+pub(crate) const MAX_NODES: usize = 100_000;
+
+/// Most bytes in all the scalars of one text, aliases counted at each use.
+pub(crate) const MAX_SCALAR_BYTES: usize = 2 * MAX_INPUT_BYTES;
+
+/// Most YAML aliases (`*name`) accepted in one text. A cluster spec needs
+/// none; a handful of anchors for repeated settings stays far below.
+pub(crate) const MAX_ALIASES: usize = 100;
+
+/// Most nodes that the expansion of aliases may add in one text: this bounds
+/// the work of an alias bomb ("billion laughs") by construction.
+pub(crate) const MAX_ALIAS_NODES: usize = 10_000;
+
+/// Deepest nesting of aliases inside anchored values that are themselves
+/// expanded through aliases.
+pub(crate) const MAX_ALIAS_NESTING: usize = 16;
 
 /// Deepest nesting of mappings and sequences accepted. The deepest legitimate
 /// structure (an inline kubeconfig with exec environment entries inside the
@@ -176,28 +195,30 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// Why a text could not be loaded as YAML.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LoadError {
     pub line: u32,
     pub column: u32,
     pub message: String,
+    /// A limit was hit (size, nesting, aliases), not a syntax error.
+    pub limit: bool,
 }
 
 fn parser_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
-            max_events: 200_000,
-            max_nodes: 100_000,
-            max_aliases: 1_000,
-            max_anchors: 1_000,
+            max_events: 2 * MAX_NODES,
+            max_nodes: MAX_NODES,
+            max_aliases: MAX_ALIASES,
+            max_anchors: MAX_ALIASES,
             max_documents: 64,
-            max_total_scalar_bytes: MAX_INPUT_BYTES * 2,
+            max_total_scalar_bytes: MAX_SCALAR_BYTES,
             max_merge_keys: 1_000,
         },
         alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: 100_000,
-            max_replay_stack_depth: 16,
+            max_total_replayed_events: MAX_ALIAS_NODES,
+            max_replay_stack_depth: MAX_ALIAS_NESTING,
         },
         // Only true/false are booleans, so that a name such as "no" or "on"
         // stays a string.
@@ -212,13 +233,45 @@ fn parser_options() -> serde_saphyr::Options {
 
 fn describe_breach(breach: &BudgetBreach) -> String {
     match breach {
-        BudgetBreach::Depth { .. } => format!("is nested deeper than {MAX_DEPTH} levels"),
-        BudgetBreach::Documents { .. } => "holds too many YAML documents".to_owned(),
-        BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => {
-            "uses too many YAML anchors or aliases".to_owned()
+        BudgetBreach::Depth { .. } => format!(
+            "is nested deeper than {MAX_DEPTH} levels, the limit; valid: at most {MAX_DEPTH} levels of nested mappings and lists"
+        ),
+        BudgetBreach::Documents { .. } => {
+            "holds too many YAML documents; valid: exactly one cluster spec per file".to_owned()
         }
-        _ => "is too large".to_owned(),
+        BudgetBreach::Aliases { .. } => format!(
+            "uses more than {MAX_ALIASES} YAML aliases (*name), the limit; valid: at most {MAX_ALIASES}"
+        ),
+        BudgetBreach::Anchors { .. } => format!(
+            "defines more than {MAX_ALIASES} YAML anchors (&name), the limit; valid: at most {MAX_ALIASES}"
+        ),
+        BudgetBreach::ScalarBytes { .. } => format!(
+            "holds more than {} MiB of text in its values (a value repeated through aliases counts at each use), the limit; valid: at most {} MiB",
+            MAX_SCALAR_BYTES / (1024 * 1024),
+            MAX_SCALAR_BYTES / (1024 * 1024)
+        ),
+        BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => format!(
+            "has more than {MAX_NODES} values, the limit; valid: a cluster spec of at most {MAX_NODES} values"
+        ),
+        _ => "is too large, a limit of the YAML parser; valid: a cluster spec of ordinary size and nesting".to_owned(),
     }
+}
+
+/// The message when the expansion of aliases hits a limit.
+fn alias_expansion_message() -> String {
+    format!(
+        "expands YAML aliases to more than {MAX_ALIAS_NODES} nodes (or nests them deeper than {MAX_ALIAS_NESTING}), the limit; valid: aliases that expand to at most {MAX_ALIAS_NODES} nodes in all"
+    )
+}
+
+/// The error inside serde-saphyr's wrappers (snippet, alias locations).
+fn original_error(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = err
+    {
+        err = error;
+    }
+    err
 }
 
 /// Strips serde-saphyr's " at line L, column C" suffix: the location is
@@ -251,10 +304,8 @@ pub(crate) fn load(text: &str) -> Result<Vec<SNode>, LoadError> {
         return Err(LoadError {
             line: 1,
             column: 1,
-            message: format!(
-                "is larger than {} MiB; valid: a cluster spec smaller than that",
-                MAX_INPUT_BYTES / (1024 * 1024)
-            ),
+            message: super::too_large_message(),
+            limit: true,
         });
     }
     match serde_saphyr::from_multiple_with_options::<SNode>(text, parser_options()) {
@@ -264,20 +315,27 @@ pub(crate) fn load(text: &str) -> Result<Vec<SNode>, LoadError> {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
-            let message = match err.without_snippet() {
-                serde_saphyr::Error::Budget { breach, .. } => format!(
-                    "{}; valid: a cluster spec of ordinary size and nesting",
-                    describe_breach(breach)
-                ),
-                _ => format!(
-                    "is not valid YAML or JSON: {}; valid: well-formed YAML or JSON",
-                    bare_message(&err, line, column)
+            let (message, limit) = match original_error(&err) {
+                serde_saphyr::Error::Budget { breach, .. } => (describe_breach(breach), true),
+                serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+                | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+                | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
+                | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => {
+                    (alias_expansion_message(), true)
+                }
+                _ => (
+                    format!(
+                        "is not valid YAML or JSON: {}; valid: well-formed YAML or JSON",
+                        bare_message(&err, line, column)
+                    ),
+                    false,
                 ),
             };
             Err(LoadError {
                 line: clamp_position(line),
                 column: clamp_position(column),
                 message,
+                limit,
             })
         }
     }

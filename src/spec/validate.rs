@@ -118,6 +118,7 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
         vcluster,
         components,
         kubeconfig,
+        kubeconfig_access: std::mem::take(&mut ctx.kubeconfig_access),
     })
 }
 

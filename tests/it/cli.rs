@@ -247,3 +247,216 @@ fn a_chart_missing_from_charts_dir_is_exit_8_and_names_it() {
         run.stderr
     );
 }
+
+/// Runs the binary with stdin from a file, killing it after 60 s (a hang
+/// detector: reading an endless input to its end never finishes).
+fn run_with_stdin_file(args: &[&str], stdin: &std::path::Path) -> crate::Run {
+    use std::io::Read;
+    let mut child = std::process::Command::new(crate::binary())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .stdin(std::fs::File::open(stdin).expect("open stdin"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if began.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still running after 60 s: it reads its input without a limit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut stdout);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut stderr);
+    }
+    crate::Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn a_spec_larger_than_one_mebibyte_is_exit_2_and_not_read_to_its_end() {
+    // /dev/zero never ends: the spec reader stops one byte past the limit
+    let limit = "(document): is larger than 1 MiB (1048576 bytes), the limit; valid: a cluster spec of at most 1 MiB";
+    let zero = std::path::Path::new("/dev/zero");
+    for (args, file) in [
+        (["validate", "-f", "-"], "<stdin>"),
+        (["render", "-f", "-"], "<stdin>"),
+        (["validate", "-f", "/dev/zero"], "/dev/zero"),
+        (["register", "-f", "/dev/zero"], "/dev/zero"),
+    ] {
+        let run = run_with_stdin_file(&args, zero);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim_end(),
+            format!("error: {file}:1:1: {limit}"),
+            "{args:?}"
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    // a regular file one byte over the limit, and one at the limit
+    let example =
+        std::fs::read_to_string(crate::repo().join("examples/cluster-host.yaml")).expect("example");
+    let pad = |n: usize| format!("{example}\n#{}\n", "x".repeat(n - example.len() - 3));
+    let (_dir, over) = crate::write_temp("over.yaml", &pad(1024 * 1024 + 1));
+    let run = crate::nautes(
+        &["validate", "-f", over.to_str().expect("utf8")],
+        None,
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!("error: {}:1:1: {limit}", over.display())
+    );
+    let (_dir, at) = crate::write_temp("at.yaml", &pad(1024 * 1024));
+    assert_eq!(std::fs::metadata(&at).expect("size").len(), 1024 * 1024);
+    let run = crate::nautes(&["validate", "-f", at.to_str().expect("utf8")], None, None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_duration_too_long_for_the_clock_is_a_usage_error_not_a_panic() {
+    let ex = crate::repo().join("examples/cluster-physical-worker.yaml");
+    let ex = ex.to_str().expect("utf8");
+    let huge = "18446744073709551615";
+    let expected_reason = format!(
+        "\"{huge}\" is longer than the maximum, 8760h (365 days); valid: a duration of at most 8760h, e.g. 90s, 5m, 1h"
+    );
+    for (args, flag) in [
+        (
+            vec!["register", "-f", ex, "--timeout", huge],
+            "--timeout <TIMEOUT>",
+        ),
+        (
+            vec!["destroy", "cluster-x", "--timeout", huge],
+            "--timeout <TIMEOUT>",
+        ),
+        (
+            vec!["rotate-credentials", "cluster-x", "--timeout", huge],
+            "--timeout <TIMEOUT>",
+        ),
+        (
+            vec!["--request-timeout", huge, "list"],
+            "--request-timeout <DURATION>",
+        ),
+        (
+            vec!["validate", "-f", ex, "--request-timeout", huge],
+            "--request-timeout <DURATION>",
+        ),
+    ] {
+        let run = nautes(&args, None, None);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "invalid value '{huge}' for '{flag}': {expected_reason}"
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
+    // the maximum itself is accepted (validate is offline and ignores it)
+    let run = nautes(
+        &["validate", "-f", ex, "--request-timeout", "8760h"],
+        None,
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_spec_kubeconfig_that_runs_commands_or_reads_files_needs_allow_exec_kubeconfig() {
+    let dir = crate::repo().join("tests/specs/invalid");
+    for (fixture, field) in [
+        ("66-kubeconfig-exec.yaml", "kubeconfig.users[0].user.exec:"),
+        (
+            "67-kubeconfig-auth-provider.yaml",
+            "kubeconfig.users[0].user.auth-provider:",
+        ),
+        (
+            "68-kubeconfig-token-file.yaml",
+            "kubeconfig.users[0].user.tokenFile:",
+        ),
+        (
+            "69-kubeconfig-client-key-path.yaml",
+            "kubeconfig.users[0].user.client-key:",
+        ),
+    ] {
+        let path = dir.join(fixture);
+        let path = path.to_str().expect("utf8");
+        // without the flag: exit 2 naming the field, for every command that
+        // takes a spec (nothing is contacted: the management kubeconfig
+        // does not exist)
+        for verb in ["validate", "render", "diff", "register"] {
+            let run = nautes(&[verb, "-f", path], None, None);
+            assert_eq!(run.code, 2, "{fixture} ({verb}): {}", run.stderr);
+            assert!(
+                run.stderr.contains(field) && run.stderr.contains("--allow-exec-kubeconfig"),
+                "{fixture} ({verb}): {}",
+                run.stderr
+            );
+            assert!(run.stdout.is_empty(), "{fixture} ({verb}): {}", run.stdout);
+        }
+        // with it: the spec is valid
+        let run = nautes(
+            &["validate", "--allow-exec-kubeconfig", "-f", path],
+            None,
+            None,
+        );
+        assert_eq!(run.code, 0, "{fixture}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("valid physical worker"),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn a_kubeconfig_that_breaks_its_schema_is_named_without_the_secret_beside_it() {
+    let canary = "CANARY-7f3a9c2e-TOKEN";
+    let spec = format!(
+        "name: cluster-demo\napi_server: https://10.0.0.5:6443\ncluster_type: physical\nusage: worker\nkubeconfig: |\n  apiVersion: v1\n  kind: Config\n  clusters:\n  - name: c\n    cluster: {{server: \"https://10.0.0.5:6443\"}}\n  users:\n  - name: u\n    user:\n      token: {canary}\n      exec: {{command: aws, args: \"--oops\"}}\n"
+    );
+    let (_dir, path) = crate::write_temp("spec.yaml", &spec);
+    let path = path.to_str().expect("utf8");
+    for args in [
+        vec!["validate", "-f", path],
+        vec!["register", "-f", path],
+        vec!["register", "--allow-exec-kubeconfig", "-f", path],
+        vec!["diff", "-f", path],
+        vec!["render", "-f", path],
+        vec!["validate", "-v", "-o", "json", "-f", "-"],
+    ] {
+        let stdin = (args.last() == Some(&"-")).then_some(spec.as_str());
+        let run = nautes(&args, None, stdin);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(":15:34: kubeconfig.users[0].user.exec.args: expected a list of strings, found a string; valid: a list of strings"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(canary) && !run.stdout.contains(canary),
+            "{args:?}: the token leaked:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(!run.stderr.contains("oops"), "{args:?}: {}", run.stderr);
+    }
+}

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use crate::helpers::{Run, command};
 
+/// How many fixtures tests/specs/invalid holds: a fixture deleted (or added
+/// without updating this number) fails the test.
+const FIXTURES: usize = 69;
+
 fn fixtures() -> Vec<PathBuf> {
     let dir = crate::repo().join("tests/specs/invalid");
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -33,7 +37,7 @@ fn run_in(dir: &std::path::Path, args: &[&str], kubeconfig: &std::path::Path) ->
 }
 
 #[test]
-fn at_least_thirty_invalid_specs_each_fail_with_their_expected_errors_and_contact_no_cluster() {
+fn every_invalid_spec_fails_with_its_expected_errors_and_contacts_no_cluster() {
     // a listener that stands in for every cluster: any connection to it is a
     // request that should not have been made
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -46,11 +50,23 @@ fn at_least_thirty_invalid_specs_each_fail_with_their_expected_errors_and_contac
         ),
     );
     let files = fixtures();
-    assert!(
-        files.len() >= 30,
-        "only {} invalid spec fixtures",
+    let names: Vec<_> = files
+        .iter()
+        .filter_map(|f| f.file_name().and_then(|n| n.to_str()))
+        .collect();
+    assert_eq!(
+        files.len(),
+        FIXTURES,
+        "tests/specs/invalid holds {} fixtures, expected {FIXTURES}: {names:?}",
         files.len()
     );
+    // every fixture has its expected errors, and no .expect is left alone
+    let expects = std::fs::read_dir(crate::repo().join("tests/specs/invalid"))
+        .expect("fixtures dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("expect"))
+        .count();
+    assert_eq!(expects, FIXTURES, "one .expect per fixture");
     let mut failures = Vec::new();
     for f in &files {
         let dir = f.parent().expect("parent");

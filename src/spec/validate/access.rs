@@ -63,12 +63,13 @@ pub(super) fn kubeconfig(
         }
         return None;
     };
-    match kubeconfig::decode(&e.value.value) {
+    let path = spec.fields.path("kubeconfig");
+    match kubeconfig::decode(ctx, e.value, &path) {
         Ok(config) => api_server
             .filter(|_| is_physical(cluster_type))
             .map(|server| kubeconfig::rewrite(&config, server)),
         Err(problem) => {
-            ctx.on(e.value, &spec.fields.path("kubeconfig"), problem.message());
+            problem.report(ctx, e.value, &path);
             None
         }
     }
