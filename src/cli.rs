@@ -146,6 +146,15 @@ pub struct RegisterArgs {
     /// Take over fields owned by another field manager.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Take over objects of the plan that already exist and belong to no
+    /// registration (recorded as adopted; Namespaces among them are never
+    /// deleted, destroy gives them back).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Prune CRDs that left the plan even when custom resources the plugin
+    /// did not create would be deleted with them.
+    #[arg(long)]
+    pub force: bool,
     /// Output format of the result.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<OutputFormat>,
@@ -206,6 +215,9 @@ pub struct DiffArgs {
     pub input: SpecInput,
     #[command(flatten)]
     pub charts: ChartArgs,
+    /// Show what register --adopt would do with objects that already exist.
+    #[arg(long)]
+    pub adopt: bool,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }

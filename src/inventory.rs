@@ -25,13 +25,19 @@ pub const GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
 pub const NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 /// The parent's data key holding `ParentState::applied`.
 pub const APPLIED_KEY: &str = "applied.json";
+/// The parent's data key holding `ParentState::adopted`.
+pub const ADOPTED_KEY: &str = "adopted.json";
 
-/// An ApplySet: its parent's name and id.
+/// An ApplySet: its parent's name and id, and the field manager its
+/// members are applied with.
 #[derive(Debug, Clone)]
 pub struct ApplySet {
     pub cluster_name: String,
     pub parent: String,
     pub id: String,
+    /// One per registration, so server-side apply reports a conflict
+    /// between two registrations instead of moving fields between them.
+    pub manager: String,
 }
 
 /// What the parent records.
@@ -43,6 +49,10 @@ pub struct ParentState {
     /// apply left and the hash of what we sent. A member still at that
     /// resourceVersion, rendered to the same hash, needs no request.
     pub applied: BTreeMap<String, AppliedRecord>,
+    /// Members that existed before the plugin applied them and were taken
+    /// over with --adopt ("GroupKind/namespace/name"). Namespaces among them
+    /// are never deleted: destroy and prune release them.
+    pub adopted: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,10 +75,18 @@ pub struct Member {
 }
 
 impl ApplySet {
-    /// The set of cluster `name` (a virtual worker's host-side set carries
-    /// the virtual cluster's name).
-    pub fn new(name: &str) -> Self {
-        let parent = format!("nautes-applyset-{name}");
+    /// The set of cluster `name` registered from the management side
+    /// `owner` (the UID of the registry namespace): the same cluster name
+    /// registered from another management cluster or registry namespace is
+    /// another set. A virtual worker's host-side set carries the virtual
+    /// cluster's name.
+    pub fn new(name: &str, owner: &str) -> Self {
+        let tag: String = Sha256::digest(owner.as_bytes())
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let parent = format!("nautes-applyset-{name}-{tag}");
         // KEP-3659: base64url(sha256("<name>.<namespace>.<kind>.<group>")), no padding
         let digest = Sha256::digest(format!("{parent}.{PARENT_NAMESPACE}.ConfigMap.").as_bytes());
         let id = format!(
@@ -79,6 +97,7 @@ impl ApplySet {
             cluster_name: name.to_string(),
             parent,
             id,
+            manager: format!("{FIELD_MANAGER}-{tag}-{name}"),
         }
     }
 
@@ -106,16 +125,18 @@ impl ApplySet {
                 })
                 .unwrap_or_default()
         };
-        let applied = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(APPLIED_KEY))
+        let data = |k: &str| cm.data.as_ref().and_then(|d| d.get(k));
+        let applied = data(APPLIED_KEY)
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        let adopted = data(ADOPTED_KEY)
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default();
         Ok(Some(ParentState {
             group_kinds: split(GROUP_KINDS),
             namespaces: split(NAMESPACES),
             applied,
+            adopted,
         }))
     }
 
@@ -136,9 +157,12 @@ impl ApplySet {
                     NAMESPACES: join(&state.namespaces),
                 }
             },
-            "data": {APPLIED_KEY: serde_json::to_string(&state.applied).unwrap_or_else(|_| "{}".into())},
+            "data": {
+                APPLIED_KEY: serde_json::to_string(&state.applied).unwrap_or_else(|_| "{}".into()),
+                ADOPTED_KEY: serde_json::to_string(&state.adopted).unwrap_or_else(|_| "[]".into()),
+            },
         });
-        let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+        let mut pp = PatchParams::apply(&self.manager).force();
         if dry_run {
             pp = pp.dry_run();
         }
@@ -285,13 +309,129 @@ impl ApplySet {
     }
 }
 
+/// Who an existing object belongs to, as far as a set is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Labelled as a member of this set (a run stopped before the parent
+    /// recorded its kind).
+    Ours,
+    /// Not labelled as a member of any set: the user's, or another tool's.
+    Nobody,
+    /// A member of another set: another registration (the cluster name it
+    /// carries, and the set id).
+    Other { cluster: String, set: String },
+}
+
+/// An object of the plan that exists but is not a member of the set.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub owner: Owner,
+    pub resource_version: String,
+}
+
+impl ApplySet {
+    /// Reads the objects of a plan that are not members of the set: the
+    /// ones that exist are returned with their owner. `wanted` are the keys
+    /// with their kind; objects of kinds the cluster does not serve yet
+    /// cannot exist and are not asked for.
+    pub async fn existing(
+        &self,
+        cluster: &Cluster,
+        wanted: Vec<(ObjectKey, Kind)>,
+    ) -> Result<BTreeMap<ObjectKey, Existing>> {
+        use futures::StreamExt;
+        let found: Vec<Result<Option<(ObjectKey, Existing)>>> =
+            futures::stream::iter(wanted.into_iter().map(|(key, kind)| async move {
+                let api = crate::k8s::api(&cluster.client, &kind, key.1.as_deref());
+                let got = retry(|| api.get_metadata_opt(&key.2))
+                    .await
+                    .map_err(|e| cluster.err(e))?;
+                Ok(got.map(|o| {
+                    let labels = o.metadata.labels.unwrap_or_default();
+                    let owner = match labels.get(PART_OF) {
+                        Some(set) if *set == self.id => Owner::Ours,
+                        Some(set) => Owner::Other {
+                            cluster: labels.get(CLUSTER_LABEL).cloned().unwrap_or_default(),
+                            set: set.clone(),
+                        },
+                        None => Owner::Nobody,
+                    };
+                    let resource_version = o.metadata.resource_version.unwrap_or_default();
+                    (
+                        key,
+                        Existing {
+                            owner,
+                            resource_version,
+                        },
+                    )
+                }))
+            }))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut out = BTreeMap::new();
+        for f in found {
+            if let Some((k, e)) = f? {
+                out.insert(k, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives an adopted object back: the set's labels and the set's field
+    /// ownership are removed from it, the object stays. Used for Namespaces
+    /// that existed before the plugin applied them.
+    pub async fn release(&self, cluster: &Cluster, key: &ObjectKey, kind: &Kind) -> Result<()> {
+        let api = crate::k8s::api(&cluster.client, kind, key.1.as_deref());
+        let (group, k) = split_group_kind(&key.0);
+        let api_version = match kind.resource.group.as_str() {
+            "" => kind.resource.version.clone(),
+            _ => format!("{group}/{}", kind.resource.version),
+        };
+        // applying only the name drops every field this manager set (the
+        // labels, annotations) that nobody else owns
+        let mut bare = json!({"apiVersion": api_version, "kind": k, "metadata": {"name": key.2}});
+        if let Some(ns) = &key.1 {
+            bare["metadata"]["namespace"] = json!(ns);
+        }
+        let pp = PatchParams::apply(&self.manager).force();
+        let patch = Patch::Apply(&bare);
+        let what = crate::k8s::describe(&k, key.1.as_deref(), &key.2);
+        let obj = match retry(|| api.patch(&key.2, &pp, &patch)).await {
+            Ok(o) => o,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(cluster.err(e).context(format!("releasing {what}"))),
+        };
+        // then the manager's entry goes from managedFields
+        let kept: Vec<Value> = obj
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.manager.as_deref() != Some(self.manager.as_str()))
+            .filter_map(|m| serde_json::to_value(m).ok())
+            .collect();
+        let kept = if kept.is_empty() {
+            vec![json!({})]
+        } else {
+            kept
+        };
+        let strip = json!({"metadata": {"managedFields": kept}});
+        let (pp, mp) = (PatchParams::default(), Patch::Merge(&strip));
+        retry(|| api.patch(&key.2, &pp, &mp))
+            .await
+            .map_err(|e| cluster.err(e).context(format!("releasing {what}")))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn id_follows_kep_3659() {
-        let set = ApplySet::new("demo");
+        let set = ApplySet::new("demo", "uid-1");
         assert!(
             set.id.starts_with("applyset-") && set.id.ends_with("-v1"),
             "{}",
@@ -300,6 +440,11 @@ mod tests {
         // 32 bytes of sha256 in unpadded base64url are 43 characters
         assert_eq!(set.id.len(), "applyset-".len() + 43 + "-v1".len());
         assert!(!set.id.contains('=') && !set.id.contains('+') && !set.id.contains('/'));
-        assert_ne!(ApplySet::new("other").id, set.id);
+        assert_ne!(ApplySet::new("other", "uid-1").id, set.id);
+        // the same name from another management side is another set
+        let elsewhere = ApplySet::new("demo", "uid-2");
+        assert_ne!(elsewhere.id, set.id);
+        assert_ne!(elsewhere.parent, set.parent);
+        assert_ne!(elsewhere.manager, set.manager);
     }
 }

@@ -12,7 +12,7 @@ use crate::cli::{DestroyArgs, DryRun};
 use crate::clusters::{self, Access};
 use crate::credential::{self, CREDENTIAL_NAMESPACE};
 use crate::error::{Error, ExitCode, Result};
-use crate::inventory::{ApplySet, Member};
+use crate::inventory::{self, ApplySet, Member};
 use crate::k8s::apply::ObjectKey;
 use crate::k8s::{Cluster, Kinds, delete};
 use crate::kinds;
@@ -51,16 +51,7 @@ pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
     let spec = record.spec.clone();
 
     // order rules, checked before any change
-    if spec.usage == Usage::Host {
-        let virtuals = registry.virtuals_of(&spec.name).await?;
-        if !virtuals.is_empty() {
-            return Err(Error::refused(format!(
-                "host cluster {} is referenced by virtual cluster(s) {}; destroy them first (--force does not override this)",
-                spec.name,
-                virtuals.join(", ")
-            )));
-        }
-    }
+    host_in_use(&registry, &spec.name, spec.usage).await?;
     let apps = registry
         .applications_targeting(&spec.name, &spec.api_server)
         .await?;
@@ -84,7 +75,12 @@ pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
         }
     }
     let lock = registry.lock(&spec.name, &ctx.locks).await?;
-    let result = destroy_locked(ctx, args, &registry, &mut record, dry).await;
+    // again under the lock: a virtual worker registering holds its host's
+    // lock until its record is saved
+    let result = match host_in_use(&registry, &spec.name, spec.usage).await {
+        Ok(()) => destroy_locked(ctx, args, &registry, &mut record, dry).await,
+        Err(e) => Err(e),
+    };
     lock.release().await;
     let result = result?;
     match args.output {
@@ -167,7 +163,7 @@ async fn destroy_locked(
         record.updated_at = registry::now();
         registry.save(record).await?;
     }
-    let set = ApplySet::new(&spec.name);
+    let set = registry.applyset(&spec.name).await?;
     match spec.cluster_type {
         ClusterType::Physical => {
             match physical_access.unwrap_or(Access::Unknown) {
@@ -315,13 +311,18 @@ async fn remove_set(
             p.warn("destroy", format!("--force: deleting {} custom resource(s) not created by kubectl-nautes with their CRDs", foreign.len()));
         } else {
             return Err(Error::refused(format!(
-                "{}: deleting the CRDs would delete {} custom resource(s) not created by kubectl-nautes:\n  {}\nremove them first, or pass --force",
+                "{}: deleting the CRDs would delete custom resource(s) not created by kubectl-nautes; remove them first, or pass --force: {}",
                 cluster.label,
-                foreign.len(),
-                foreign.join("\n  ")
+                crate::pipeline::listing(&foreign)
             )));
         }
     }
+    // Namespaces that existed before the plugin adopted them are given
+    // back, never deleted: what the plugin put in them goes one by one
+    let (released, members): (BTreeMap<ObjectKey, Member>, BTreeMap<ObjectKey, Member>) =
+        members.into_iter().partition(|(k, _)| {
+            k.0 == kinds::NAMESPACE && state.adopted.contains(&inventory::applied_key(k))
+        });
     let is_credential =
         |k: &ObjectKey| credential::is_credential_object(&k.0, k.1.as_deref(), &k.2);
     let (last, rest): (BTreeMap<ObjectKey, Member>, BTreeMap<ObjectKey, Member>) = if own_credential
@@ -359,6 +360,23 @@ async fn remove_set(
         rest.keys()
             .map(|k| format!("{}: {}", cluster.label, delete::describe_key(k))),
     );
+    for (k, m) in &released {
+        deleted.push(format!(
+            "{}: {} released (it existed before; kept without the plugin's labels)",
+            cluster.label,
+            delete::describe_key(k)
+        ));
+        if !dry {
+            set.release(cluster, k, &m.kind).await?;
+            p.change(
+                "destroy",
+                format!(
+                    "{label}: {} kept (it existed before the plugin adopted it): the plugin's labels and field ownership removed",
+                    delete::describe_key(k)
+                ),
+            );
+        }
+    }
     if !dry {
         set.delete_parent(cluster).await?;
     }
@@ -380,4 +398,19 @@ async fn remove_set(
         }
     }
     Ok(deleted)
+}
+
+/// Refuses to destroy a host that virtual clusters are registered on.
+async fn host_in_use(registry: &Registry, name: &str, usage: Usage) -> Result<()> {
+    if usage != Usage::Host {
+        return Ok(());
+    }
+    let virtuals = registry.virtuals_of(name).await?;
+    if virtuals.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "host cluster {name} is referenced by virtual cluster(s) {}; destroy them first (--force does not override this)",
+        virtuals.join(", ")
+    )))
 }

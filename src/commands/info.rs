@@ -9,7 +9,6 @@ use super::Ctx;
 use crate::cli::{Cli, CompletionArgs, GetArgs, ListArgs, RotateArgs, StatusArgs, VersionArgs};
 use crate::credential;
 use crate::error::{Error, ExitCode, Result};
-use crate::inventory::ApplySet;
 use crate::k8s::wait::{self, Readiness};
 use crate::k8s::{Cluster, Kinds};
 use crate::output::{OutputFormat, age, print_table, print_value};
@@ -169,7 +168,7 @@ struct ComponentStatus {
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let registry = ctx.registry().await?;
     let r = record(&registry, &args.name).await?;
-    let set = ApplySet::new(&r.name);
+    let set = registry.applyset(&r.name).await?;
     let mut targets: Vec<(String, Cluster)> = Vec::new();
     if let Some(h) = &r.spec.host_cluster {
         targets.push((

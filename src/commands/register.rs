@@ -12,12 +12,11 @@ use crate::cli::{DiffArgs, DryRun, RegisterArgs};
 use crate::clusters::{self, kubeconfig_ca};
 use crate::credential;
 use crate::error::{Error, ExitCode, Result};
-use crate::inventory::ApplySet;
 use crate::k8s::Cluster;
 use crate::k8s::apply::ApplyOptions;
 use crate::k8s::permissions::{self, check_permissions, check_permissions_owned};
 use crate::output::{OutputFormat, print_objects, print_table, print_value};
-use crate::pipeline::{self, Changes, StageOptions, StageReport};
+use crate::pipeline::{self, Changes, Ownership, StageOptions, StageReport};
 use crate::plan::{self, Catalog, Target};
 use crate::registry::{self, Record, Registry, State};
 use crate::render::{self, RenderOptions};
@@ -249,9 +248,40 @@ pub async fn register_spec(
     let registry = &clusters.registry;
     registry.ensure_namespace(&registry.namespace).await?;
     let lock = registry.lock(&spec.name, &ctx.locks).await?;
+    // a virtual worker holds its host too, so the host cannot be destroyed
+    // between the checks below and the virtual worker's record
+    let host_lock = match &spec.host_cluster {
+        Some(host) => match hold_host(ctx, registry, host).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                lock.release().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let result = register_locked(ctx, args, spec, &plan, &render_opts, &clusters).await;
+    if let Some(l) = host_lock {
+        l.release().await;
+    }
     lock.release().await;
     result
+}
+
+/// Takes the lock of a virtual worker's host and checks, under it, that the
+/// host is still registered.
+async fn hold_host(ctx: &Ctx, registry: &Registry, host: &str) -> Result<registry::Lock> {
+    let lock = registry.lock(host, &ctx.locks).await?;
+    match registry.get(host).await {
+        Ok(Some(h)) if h.usage_is_host() && h.state == State::Registered => Ok(lock),
+        other => {
+            lock.release().await;
+            other?;
+            Err(Error::refused(format!(
+                "host_cluster: host cluster {host} is no longer registered (it was destroyed meanwhile); register it first"
+            )))
+        }
+    }
 }
 
 /// `register --dry-run=server`: what register would change, as diff finds it.
@@ -263,13 +293,23 @@ async fn preview(
     clusters: &Clusters,
     args: &RegisterArgs,
 ) -> Result<RegisterResult> {
-    let apply = ApplyOptions {
-        force_conflicts: args.force_conflicts,
-        dry_run_server: true,
-        concurrency: args.concurrency,
+    let opts = StageOptions {
+        render: render_opts,
+        apply: ApplyOptions {
+            force_conflicts: args.force_conflicts,
+            dry_run_server: true,
+            concurrency: args.concurrency,
+            ..Default::default()
+        },
+        wait: false,
+        timeout: args.timeout,
+        on_credential: None,
+        ownership: Ownership {
+            adopt: args.adopt,
+            force: args.force,
+        },
     };
-    let stages =
-        preview_stages(ctx, spec, plan, render_opts, clusters, apply, args.timeout).await?;
+    let stages = preview_stages(ctx, spec, plan, clusters, &opts).await?;
     let mut changes = Changes::default();
     for r in &stages {
         changes.add(&r.changes);
@@ -291,19 +331,10 @@ async fn preview_stages(
     ctx: &Ctx,
     spec: &ClusterSpec,
     plan: &plan::Plan,
-    render_opts: &RenderOptions,
     clusters: &Clusters,
-    apply: ApplyOptions,
-    timeout: Duration,
+    opts: &StageOptions<'_>,
 ) -> Result<Vec<StageReport>> {
-    let opts = StageOptions {
-        render: render_opts,
-        apply,
-        wait: false,
-        timeout,
-        on_credential: None,
-    };
-    let set = ApplySet::new(&spec.name);
+    let set = clusters.registry.applyset(&spec.name).await?;
     let mut reports = Vec::new();
     for st in &plan.stages {
         let cluster = match st.target {
@@ -334,7 +365,7 @@ async fn preview_stages(
                 .cloned()
                 .ok_or_else(|| Error::internal("cluster not reached"))?,
         };
-        reports.push(pipeline::preview(&cluster, spec, &set, st, &opts, &ctx.progress).await?);
+        reports.push(pipeline::preview(&cluster, spec, &set, st, opts, &ctx.progress).await?);
     }
     Ok(reports)
 }
@@ -372,6 +403,38 @@ async fn register_locked(
             })
             .collect(),
     };
+    let mut opts = StageOptions {
+        render: render_opts,
+        apply: ApplyOptions {
+            force_conflicts: args.force_conflicts,
+            dry_run_server: false,
+            concurrency: args.concurrency,
+            ..Default::default()
+        },
+        wait: args.wait,
+        timeout: args.timeout,
+        on_credential: None,
+        ownership: Ownership {
+            adopt: args.adopt,
+            force: args.force,
+        },
+    };
+    let set = registry.applyset(&spec.name).await?;
+    // every stage that can be reached now is rendered and planned before
+    // anything is written: what the plugin may not touch is refused with
+    // both clusters unchanged (the inside of a vcluster exists only later)
+    let mut planned = Vec::new();
+    for st in &plan.stages {
+        if st.target == Target::VirtualWorker {
+            planned.push(None);
+            continue;
+        }
+        let cluster = target_cluster(clusters, st.target)?;
+        announce(p, st, &cluster);
+        planned.push(Some(
+            pipeline::prepare(&cluster, spec, &set, st, &opts, p).await?,
+        ));
+    }
     // the record exists before anything is written to the runtime cluster,
     // so destroy can always find what a killed register left
     if existing
@@ -401,59 +464,32 @@ async fn register_locked(
             })
         }
     };
-    let mut opts = StageOptions {
-        render: render_opts,
-        apply: ApplyOptions {
-            force_conflicts: args.force_conflicts,
-            dry_run_server: false,
-            concurrency: args.concurrency,
-        },
-        wait: args.wait,
-        timeout: args.timeout,
-        on_credential: None,
-    };
-    let set = ApplySet::new(&spec.name);
     let mut reports = Vec::new();
     let mut runtime: Option<Cluster> = None;
     let mut ca_data = clusters.ca_data.clone();
-    for st in &plan.stages {
-        let cluster = match st.target {
-            Target::VirtualWorker => {
-                let host = clusters.targets.get(&Target::VirtualHost).ok_or_else(|| {
-                    Error::internal("the host cluster of a virtual worker was not reached")
-                })?;
+    for (st, planned) in plan.stages.iter().zip(planned) {
+        let (cluster, planned) = match planned {
+            Some(pl) => (target_cluster(clusters, st.target)?, pl),
+            None => {
+                let host = target_cluster(clusters, Target::VirtualHost)?;
                 let (c, ca) =
-                    clusters::virtual_cluster(host, spec, args.timeout, ctx.connect_options(), p)
+                    clusters::virtual_cluster(&host, spec, args.timeout, ctx.connect_options(), p)
                         .await?;
                 if let Ok(mut g) = hook_ca.lock() {
                     g.clone_from(&ca);
                 }
                 ca_data = ca;
-                c
+                announce(p, st, &c);
+                let pl = pipeline::prepare(&c, spec, &set, st, &opts, p).await?;
+                (c, pl)
             }
-            t => clusters.targets.get(&t).cloned().ok_or_else(|| {
-                Error::internal(format!("no cluster was reached for {}", t.as_str()))
-            })?,
         };
-        p.info(
-            &format!("install {}", st.target.as_str()),
-            format!(
-                "{} component(s) into {}: {}",
-                st.components.len(),
-                cluster.label,
-                st.components
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
         opts.on_credential = if st.target == Target::VirtualHost {
             None
         } else {
             Some(&hook)
         };
-        reports.push(pipeline::install(&cluster, spec, &set, st, &opts, p).await?);
+        reports.push(pipeline::install(&cluster, &set, st, &opts, p, planned).await?);
         opts.on_credential = None;
         if st.target != Target::VirtualHost {
             runtime = Some(cluster);
@@ -521,19 +557,21 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     let plan = plan::plan(&spec, &catalog)?;
     let render_opts = render_options(&args.charts)?;
     let clusters = preflight(ctx, &spec).await?;
-    let reports = preview_stages(
-        ctx,
-        &spec,
-        &plan,
-        &render_opts,
-        &clusters,
-        ApplyOptions {
+    let opts = StageOptions {
+        render: &render_opts,
+        apply: ApplyOptions {
             dry_run_server: true,
             ..Default::default()
         },
-        Duration::from_secs(60),
-    )
-    .await?;
+        wait: false,
+        timeout: Duration::from_secs(60),
+        on_credential: None,
+        ownership: Ownership {
+            adopt: args.adopt,
+            force: false,
+        },
+    };
+    let reports = preview_stages(ctx, &spec, &plan, &clusters, &opts).await?;
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => print_value(&reports, args.output)?,
         _ => {
@@ -558,4 +596,31 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The cluster a stage of a physical cluster or a virtual worker's host
+/// side goes to, reached in preflight.
+fn target_cluster(clusters: &Clusters, target: Target) -> Result<Cluster> {
+    clusters
+        .targets
+        .get(&target)
+        .cloned()
+        .ok_or_else(|| Error::internal(format!("no cluster was reached for {}", target.as_str())))
+}
+
+/// "install physical-worker: 6 component(s) into runtime cluster x: a, b".
+fn announce(p: &crate::output::Progress, st: &plan::Stage, cluster: &Cluster) {
+    p.info(
+        &format!("install {}", st.target.as_str()),
+        format!(
+            "{} component(s) into {}: {}",
+            st.components.len(),
+            cluster.label,
+            st.components
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
 }

@@ -59,6 +59,8 @@ pub struct ApplyOptions {
     pub force_conflicts: bool,
     pub dry_run_server: bool,
     pub concurrency: usize,
+    /// The registration's field manager (`ApplySet::manager`).
+    pub field_manager: String,
 }
 
 impl Default for ApplyOptions {
@@ -67,6 +69,7 @@ impl Default for ApplyOptions {
             force_conflicts: false,
             dry_run_server: false,
             concurrency: 16,
+            field_manager: FIELD_MANAGER.to_string(),
         }
     }
 }
@@ -176,7 +179,7 @@ pub async fn apply_one(
         None
     };
     let api = super::api(&cluster.client, kind, ns);
-    let mut pp = PatchParams::apply(FIELD_MANAGER);
+    let mut pp = PatchParams::apply(&opts.field_manager);
     if opts.force_conflicts {
         pp = pp.force();
     }
@@ -214,6 +217,18 @@ pub async fn apply_one(
     let rv = obj.metadata.resource_version.as_deref();
     let outcome = match before {
         None => Outcome::Created,
+        // a dry run changes no resourceVersion: compare what the server
+        // would store with what it holds
+        Some(_) if opts.dry_run_server => {
+            let live = retry(|| api.get_opt(&name))
+                .await
+                .map_err(|e| cluster.err(e).context(&what))?;
+            match live {
+                Some(live) if same_content(&live, &obj) => Outcome::Unchanged,
+                Some(_) => Outcome::Configured,
+                None => Outcome::Created,
+            }
+        }
         Some(b) if Some(b) == rv => Outcome::Unchanged,
         Some(_) => Outcome::Configured,
     };
@@ -227,6 +242,21 @@ pub async fn apply_one(
         hash: hash_of(&m.object),
         sent: true,
     })
+}
+
+/// Whether two versions of an object hold the same content, apart from
+/// what every write changes (resourceVersion, generation, managedFields).
+fn same_content(a: &kube::api::DynamicObject, b: &kube::api::DynamicObject) -> bool {
+    let strip = |o: &kube::api::DynamicObject| {
+        let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+        if let Some(meta) = v["metadata"].as_object_mut() {
+            for k in ["resourceVersion", "generation", "managedFields"] {
+                meta.remove(k);
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
 }
 
 /// Applies a set of objects concurrently (bounded). Fails with every error

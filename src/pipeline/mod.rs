@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use planned::{Planned, Rendered, plan, render};
+pub use planned::{NAMED, Ownership, Planned, Rendered, listing, plan, render};
 
 use crate::error::Result;
 use crate::inventory::ApplySet;
@@ -90,22 +90,35 @@ pub struct StageOptions<'a> {
     /// applied, before anything else: register mints and saves the token
     /// there, so a run stopped at any later point can still be destroyed.
     pub on_credential: Option<&'a CredentialHook>,
+    /// What the plan may take over or delete.
+    pub ownership: Ownership,
 }
 
 /// See [`StageOptions::on_credential`].
 pub type CredentialHook = dyn Fn(Cluster) -> futures::future::BoxFuture<'static, Result<()>> + Sync;
 
-/// Installs a stage: every step, writing.
-pub async fn install(
+/// Renders and plans a stage: every step before the first write.
+pub async fn prepare(
     cluster: &Cluster,
     spec: &ClusterSpec,
     set: &ApplySet,
     stage: &Stage,
     opts: &StageOptions<'_>,
     progress: &Progress,
-) -> Result<StageReport> {
+) -> Result<Planned> {
     let rendered = render(cluster, spec, stage, opts.render, progress).await?;
-    let planned = plan(cluster, set, rendered).await?;
+    plan(cluster, set, rendered, opts.ownership).await
+}
+
+/// Installs a prepared stage: every writing step.
+pub async fn install(
+    cluster: &Cluster,
+    set: &ApplySet,
+    stage: &Stage,
+    opts: &StageOptions<'_>,
+    progress: &Progress,
+    planned: Planned,
+) -> Result<StageReport> {
     let mut run = run::Run::new(cluster, set, stage, opts, progress, planned);
     run.record_inventory().await?;
     run.bootstrap_credential().await?;
@@ -129,7 +142,6 @@ pub async fn preview(
     opts: &StageOptions<'_>,
     progress: &Progress,
 ) -> Result<StageReport> {
-    let rendered = render(cluster, spec, stage, opts.render, progress).await?;
-    let planned = plan(cluster, set, rendered).await?;
-    preview::dry_run(cluster, stage, opts, planned).await
+    let planned = prepare(cluster, spec, set, stage, opts, progress).await?;
+    preview::dry_run(cluster, set, stage, opts, planned).await
 }

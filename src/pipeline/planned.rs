@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::credential::CREDENTIAL_COMPONENT;
-use crate::error::Result;
-use crate::inventory::{self, ApplySet, Member, ParentState};
+use crate::error::{Error, Result};
+use crate::inventory::{self, ApplySet, Member, Owner, ParentState};
 use crate::k8s::apply::{self, ObjectKey, Previous};
 use crate::k8s::{Cluster, Kind, Kinds};
 use crate::kinds::{self, group_kind};
@@ -39,6 +39,29 @@ pub struct Planned {
     pub to_prune: BTreeMap<ObjectKey, Member>,
 }
 
+/// What a plan may take over or delete, as the user said.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ownership {
+    /// --adopt: take over objects of the plan that exist and belong to no
+    /// registration.
+    pub adopt: bool,
+    /// --force: prune CRDs even when custom resources the plugin did not
+    /// create would go with them.
+    pub force: bool,
+}
+
+/// At most this many objects are named in a refusal; the rest are counted.
+pub const NAMED: usize = 20;
+
+/// "3 objects:\n  a\n  b\n  c", at most NAMED of them, then how many more.
+pub fn listing(items: &[String]) -> String {
+    let mut out: Vec<String> = items.iter().take(NAMED).cloned().collect();
+    if items.len() > NAMED {
+        out.push(format!("... and {} more", items.len() - NAMED));
+    }
+    format!("{}:\n  {}", items.len(), out.join("\n  "))
+}
+
 impl Planned {
     /// The old and new group-kinds and namespaces together: recorded before
     /// the first apply, so a run killed mid-apply still finds everything.
@@ -57,7 +80,17 @@ impl Planned {
                 .cloned()
                 .collect(),
             applied: self.old.applied.clone(),
+            // adoptions are recorded before the first write, so a run
+            // stopped after taking over a Namespace never lets destroy
+            // delete it
+            adopted: self.old.adopted.union(&self.new.adopted).cloned().collect(),
         }
+    }
+
+    /// Whether a member was adopted (existed before the plugin applied it).
+    pub fn was_adopted(&self, key: &ObjectKey) -> bool {
+        let k = inventory::applied_key(key);
+        self.old.adopted.contains(&k) || self.new.adopted.contains(&k)
     }
 }
 
@@ -88,8 +121,16 @@ pub async fn render(
     Ok(Rendered { kinds, manifests })
 }
 
-/// Plans a rendered stage against the set's inventory; reads only.
-pub async fn plan(cluster: &Cluster, set: &ApplySet, rendered: Rendered) -> Result<Planned> {
+/// Plans a rendered stage against the set's inventory, and refuses, before
+/// anything is written, what the plugin may not do: take over an object
+/// that is not its own (unless adopted), touch another registration's
+/// objects, or prune a CRD whose custom resources others made. Reads only.
+pub async fn plan(
+    cluster: &Cluster,
+    set: &ApplySet,
+    rendered: Rendered,
+    ownership: Ownership,
+) -> Result<Planned> {
     let Rendered {
         kinds,
         mut manifests,
@@ -98,6 +139,7 @@ pub async fn plan(cluster: &Cluster, set: &ApplySet, rendered: Rendered) -> Resu
     let mut new = ParentState::default();
     let crd_scopes = crd_scopes(&manifests);
     let mut keys: BTreeSet<ObjectKey> = BTreeSet::new();
+    let mut resolved: Vec<(ObjectKey, Kind)> = Vec::new();
     for m in &mut manifests {
         new.group_kinds
             .insert(group_kind(m.api_version(), m.kind()));
@@ -111,15 +153,99 @@ pub async fn plan(cluster: &Cluster, set: &ApplySet, rendered: Rendered) -> Resu
         {
             new.namespaces.insert(ns.to_string());
         }
-        keys.insert(apply::key_of(m, &kind));
+        let key = apply::key_of(m, &kind);
+        if kinds.resolve(m.api_version(), m.kind()).is_some() {
+            resolved.push((key.clone(), kind));
+        }
+        keys.insert(key);
     }
     let all_gks: BTreeSet<String> = old.group_kinds.union(&new.group_kinds).cloned().collect();
-    let members = set.members(cluster, &kinds, &all_gks).await?;
-    let to_prune = members
+    let mut members = set.members(cluster, &kinds, &all_gks).await?;
+    let others: Vec<(ObjectKey, Kind)> = resolved
+        .into_iter()
+        .filter(|(k, _)| !members.contains_key(k))
+        .collect();
+    let existing = set.existing(cluster, others.clone()).await?;
+    let mut foreign = Vec::new();
+    let mut taken = Vec::new();
+    for (key, kind) in others {
+        let Some(e) = existing.get(&key) else {
+            continue;
+        };
+        let what = crate::k8s::delete::describe_key(&key);
+        match &e.owner {
+            Owner::Ours => {}
+            Owner::Nobody
+                if key.0 == kinds::NAMESPACE
+                    && key.2 == crate::credential::CREDENTIAL_NAMESPACE =>
+            {
+                taken.push(format!(
+                    "{what}: exists and was not created by kubectl-nautes; it is where the plugin keeps its own credential, so it cannot be adopted"
+                ))
+            }
+            Owner::Nobody => foreign.push(what),
+            Owner::Other { cluster: c, set: s } => taken.push(format!(
+                "{what}: belongs to the registration of cluster {} (ApplySet {s})",
+                if c.is_empty() { "<unknown>" } else { c }
+            )),
+        }
+        // adopted (or ours): applied as an existing object, not created
+        members.insert(
+            key.clone(),
+            Member {
+                kind,
+                resource_version: e.resource_version.clone(),
+                component: String::new(),
+            },
+        );
+        if matches!(e.owner, Owner::Nobody) {
+            new.adopted.insert(inventory::applied_key(&key));
+        }
+    }
+    if !taken.is_empty() {
+        return Err(Error::refused(format!(
+            "{}: {} object(s) of the plan cannot be taken over, not even with --adopt (registrations never share objects); nothing was changed: {}",
+            cluster.label,
+            taken.len(),
+            listing(&taken)
+        )));
+    }
+    if !foreign.is_empty() && !ownership.adopt {
+        return Err(Error::refused(format!(
+            "{}: {} object(s) of the plan already exist and were not created by kubectl-nautes for this cluster; nothing was changed. Remove them, or pass --adopt to take them over (Namespaces taken over are never deleted: destroy gives them back): {}",
+            cluster.label,
+            foreign.len(),
+            listing(&foreign)
+        )));
+    }
+    // adopted before, still in the plan: still adopted
+    for k in &keys {
+        let ak = inventory::applied_key(k);
+        if old.adopted.contains(&ak) {
+            new.adopted.insert(ak);
+        }
+    }
+    let to_prune: BTreeMap<ObjectKey, Member> = members
         .iter()
         .filter(|(k, _)| !keys.contains(*k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let crds: BTreeMap<ObjectKey, Member> = to_prune
+        .iter()
+        .filter(|(k, _)| k.0 == kinds::CRD)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !crds.is_empty() {
+        let theirs = set.foreign_custom_resources(cluster, &kinds, &crds).await?;
+        if !theirs.is_empty() && !ownership.force {
+            return Err(Error::refused(format!(
+                "{}: pruning the CRDs that left the plan would delete {} custom resource(s) not created by kubectl-nautes; nothing was changed. Remove them first, or pass --force: {}",
+                cluster.label,
+                theirs.len(),
+                listing(&theirs)
+            )));
+        }
+    }
     let before = members
         .iter()
         .map(|(k, m)| (k.clone(), m.resource_version.clone()))

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use super::run::tally;
 use super::{ChangedObject, Changes, Planned, StageOptions, StageReport};
 use crate::error::Result;
+use crate::inventory::ApplySet;
 use crate::k8s::{Cluster, apply, delete, describe, retry};
 use crate::plan::Stage;
 use crate::render::Manifest;
@@ -16,6 +17,7 @@ use crate::render::Manifest;
 /// exist yet cannot be dry-run: they would be created.
 pub async fn dry_run(
     cluster: &Cluster,
+    set: &ApplySet,
     stage: &Stage,
     opts: &StageOptions<'_>,
     planned: Planned,
@@ -30,6 +32,7 @@ pub async fn dry_run(
         planned.manifests.iter().partition(|m| can_dry_run(m));
     let mut dry = opts.apply.clone();
     dry.dry_run_server = true;
+    dry.field_manager = set.manager.clone();
     let applied = apply::apply_many(
         cluster,
         kinds,
@@ -54,7 +57,11 @@ pub async fn dry_run(
     for (k, m) in &planned.to_prune {
         changes.pruned += 1;
         changed.push(ChangedObject {
-            action: "prune".into(),
+            action: if planned.was_adopted(k) && k.0 == crate::kinds::NAMESPACE {
+                "release".into()
+            } else {
+                "prune".into()
+            },
             object: delete::describe_key(k),
             component: m.component.clone(),
         });

@@ -35,6 +35,8 @@ pub struct Run<'a> {
     changed: Vec<ChangedObject>,
     /// Objects applied so far, for the status line.
     count: AtomicUsize,
+    /// The apply options with the set's field manager.
+    apply: crate::k8s::apply::ApplyOptions,
 }
 
 impl<'a> Run<'a> {
@@ -58,6 +60,10 @@ impl<'a> Run<'a> {
             changes: Changes::default(),
             changed: Vec::new(),
             count: AtomicUsize::new(0),
+            apply: crate::k8s::apply::ApplyOptions {
+                field_manager: set.manager.clone(),
+                ..opts.apply.clone()
+            },
         }
     }
 
@@ -101,7 +107,7 @@ impl<'a> Run<'a> {
                 self.cluster,
                 &self.planned.kinds,
                 &objs,
-                &self.opts.apply,
+                &self.apply,
                 &self.planned.before,
                 &Default::default(),
                 &|_| {},
@@ -213,29 +219,53 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Deletes the members that left the plan.
+    /// Deletes the members that left the plan; a Namespace that existed
+    /// before the plugin adopted it is released instead (it stays, without
+    /// the plugin's labels and field ownership).
     pub async fn prune(&mut self) -> Result<()> {
         tally(&self.applied, &mut self.changes, &mut self.changed);
-        let to_prune = &self.planned.to_prune;
-        if to_prune.is_empty() {
+        if self.planned.to_prune.is_empty() {
             return Ok(());
         }
+        let (release, delete): (BTreeMap<_, _>, BTreeMap<_, _>) = self
+            .planned
+            .to_prune
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| k.0 == kinds::NAMESPACE && self.planned.was_adopted(k));
         let (p, target) = (self.progress, self.target);
         p.info(
             &format!("prune {target}"),
-            format!("{} object(s) no longer in the plan", to_prune.len()),
+            format!(
+                "{} object(s) no longer in the plan",
+                self.planned.to_prune.len()
+            ),
         );
-        delete::delete_members(self.cluster, to_prune, self.opts.timeout, false, &|k| {
+        delete::delete_members(self.cluster, &delete, self.opts.timeout, false, &|k| {
             p.change(
                 &format!("prune {target}"),
                 format!("{} deleted", delete::describe_key(k)),
             );
         })
         .await?;
-        for (k, m) in to_prune {
+        for (k, m) in &release {
+            self.set.release(self.cluster, k, &m.kind).await?;
+            p.change(
+                &format!("prune {target}"),
+                format!(
+                    "{} released (it existed before the plugin adopted it)",
+                    delete::describe_key(k)
+                ),
+            );
+        }
+        for (k, m) in &self.planned.to_prune {
             self.changes.pruned += 1;
             self.changed.push(ChangedObject {
-                action: "prune".into(),
+                action: if release.contains_key(k) {
+                    "release".into()
+                } else {
+                    "prune".into()
+                },
                 object: delete::describe_key(k),
                 component: m.component.clone(),
             });
@@ -309,7 +339,7 @@ impl<'a> Run<'a> {
             self.cluster,
             &self.planned.kinds,
             &objs,
-            &self.opts.apply,
+            &self.apply,
             &self.planned.before,
             &self.planned.previous,
             &on_done,

@@ -83,4 +83,26 @@ impl Registry {
                 .context(format!("creating namespace {name}"))),
         }
     }
+
+    /// The identity of this management side, which every ApplySet of its
+    /// registrations carries: the UID of the registry namespace. None when
+    /// the namespace does not exist yet (nothing is registered from here).
+    pub async fn identity(&self) -> Result<Option<String>> {
+        let api: Api<Namespace> = Api::all(self.cluster.client.clone());
+        Ok(retry(|| api.get_opt(&self.namespace))
+            .await
+            .map_err(|e| self.cluster.err(e))?
+            .and_then(|n| n.metadata.uid))
+    }
+
+    /// The ApplySet of a cluster registered from here. Before anything is
+    /// registered from here, no set of ours can exist: the placeholder
+    /// owner matches none.
+    pub async fn applyset(&self, name: &str) -> Result<crate::inventory::ApplySet> {
+        let owner = self
+            .identity()
+            .await?
+            .unwrap_or_else(|| "no-registry-namespace".into());
+        Ok(crate::inventory::ApplySet::new(name, &owner))
+    }
 }

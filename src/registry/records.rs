@@ -51,6 +51,13 @@ pub struct Record {
     pub components: Vec<String>,
 }
 
+impl Record {
+    /// Whether the registered cluster is a host.
+    pub fn usage_is_host(&self) -> bool {
+        self.spec.usage == Usage::Host
+    }
+}
+
 /// "physical worker", "host", "virtual worker".
 pub fn kind_of(spec: &ClusterSpec) -> String {
     match (spec.cluster_type, spec.usage) {
