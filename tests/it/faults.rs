@@ -722,8 +722,14 @@ async fn bad_addresses_and_credentials_fail_with_one_clear_error_naming_the_clus
             "runtime",
             i,
             Instant::now(),
+            // the exec plugins are the point here: the user trusts this spec
             Bg::spawn(
-                &["register", "-f", sp.to_str().expect("utf8")],
+                &[
+                    "register",
+                    "-f",
+                    sp.to_str().expect("utf8"),
+                    "--allow-exec-kubeconfig",
+                ],
                 &mgmt_kc,
                 &[],
             ),
