@@ -438,3 +438,107 @@ async fn rollouts(c: &kube::Client) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The state of a registration in the management cluster: None when there
+/// is no record.
+async fn state_of(mgmt: &kube::Client, name: &str) -> Option<String> {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(mgmt.clone(), "nautes");
+    cms.get_opt(&format!("cluster-{name}"))
+        .await
+        .expect("read record")
+        .and_then(|cm| cm.data.and_then(|d| d.get("state").cloned()))
+}
+
+/// Rule 8: a host and its virtual workers exclude each other. A virtual
+/// worker's register and the host's destroy are started at once, many times,
+/// at varying offsets: whichever wins, a virtual worker is never left
+/// registered on a host that is gone.
+///
+/// SIMULATED, as in virtual_.rs: the vcluster's control plane cannot run
+/// under kwok, so the test writes Secret vc-<name> (a kubeconfig of a third
+/// test cluster) where the vcluster would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_is_never_destroyed_under_a_virtual_worker_registering_on_it() {
+    let bed = TestBed::start(&["management", "host", "virtual"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let host = bed.cluster("host").clone();
+    let virt = bed.cluster("virtual").clone();
+    let (mgmt, hc) = (client(&mgmt_kc).await, client(&host.kubeconfig).await);
+    let (_h, hpath) = write_temp(
+        "host.json",
+        &physical_spec("hrace", "host", &host, json!({})),
+    );
+    let vspec = json!({
+        "name": "vrace", "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
+        "host_cluster": "hrace", "vcluster": {"https_node_port": 31446},
+    });
+    let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
+    let (hp, vp) = (hpath.to_str().expect("utf8"), vpath.to_str().expect("utf8"));
+    let virt_kc = std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig");
+    let mut outcomes = Vec::new();
+    for round in 0..5u64 {
+        until_unlocked(&["register", "-f", hp], &mgmt_kc, &[]).ok();
+        // the vcluster's part, for as long as this round runs
+        let writer = {
+            let (hc, kc) = (hc.clone(), virt_kc.clone());
+            tokio::spawn(async move {
+                let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hc, "vrace");
+                let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+                    "metadata": {"name": "vc-vrace", "namespace": "vrace"},
+                    "stringData": {"config": kc},
+                }))
+                .expect("secret");
+                loop {
+                    let _ = secrets
+                        .create(&kube::api::PostParams::default(), &secret)
+                        .await;
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+            })
+        };
+        let register = Bg::spawn(&["register", "-f", vp, "--timeout", "2m"], &mgmt_kc, &[]);
+        // offsets from 0 to 1.2 s: the destroy starts before, during and
+        // after the register's checks
+        std::thread::sleep(std::time::Duration::from_millis(round * 300));
+        let destroy = Bg::spawn(&["destroy", "hrace"], &mgmt_kc, &[]);
+        let (r, d) = (
+            register.finish(std::time::Duration::from_secs(240)),
+            destroy.finish(std::time::Duration::from_secs(240)),
+        );
+        writer.abort();
+        let (host_state, virt_state) = (
+            state_of(&mgmt, "hrace").await,
+            state_of(&mgmt, "vrace").await,
+        );
+        assert!(
+            !(host_state.is_none() && virt_state.as_deref() == Some("Registered")),
+            "round {round}: virtual worker registered on a destroyed host\nregister ({}):\n{}\ndestroy ({}):\n{}",
+            r.code,
+            r.stderr,
+            d.code,
+            d.stderr
+        );
+        // exactly one of them may have won; the other was refused (exit 3)
+        assert!(
+            (r.code == 0 && d.code == 3)
+                || (r.code == 3 && d.code == 0)
+                || (r.code == 3 && d.code == 3),
+            "round {round}: register exit {}, destroy exit {}\n{}\n{}",
+            r.code,
+            d.code,
+            r.stderr,
+            d.stderr
+        );
+        outcomes.push((r.code, d.code));
+        // clean up for the next round
+        if virt_state.is_some() {
+            until_unlocked(&["destroy", "vrace"], &mgmt_kc, &[]).ok();
+        }
+        if state_of(&mgmt, "hrace").await.is_some() {
+            until_unlocked(&["destroy", "hrace"], &mgmt_kc, &[]).ok();
+        }
+    }
+    eprintln!("outcomes (register exit, destroy exit): {outcomes:?}");
+    wait_nothing_left(&hc, "hrace", "the host").await;
+    wait_nothing_left(&hc, "vrace", "the host").await;
+}
