@@ -113,6 +113,7 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
         );
     }
     match e {
+        K::Api(s) if s.reason == crate::registry::LOCK_LOST => Error::refused(s.message.clone()),
         K::Api(s) => {
             let code = match s.code {
                 401 => ExitCode::Unreachable,

@@ -31,7 +31,7 @@ pub async fn run(cli: Cli, interrupted: impl std::future::Future<Output = ()>) -
         locks: registry::Locks::default(),
     };
     tokio::select! {
-        r = dispatch(&ctx, &cli.command) => r,
+        r = ctx.locks.fenced(dispatch(&ctx, &cli.command)) => r,
         _ = interrupted => {
             ctx.locks.release_all().await;
             Err(error::Error::new(

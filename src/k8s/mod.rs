@@ -276,6 +276,8 @@ where
     let mut delay = Duration::from_millis(200);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        // a command that lost its lock stops before its next request
+        crate::registry::fence().await?;
         match f().await {
             Err(e) if transient(&e) && std::time::Instant::now() + delay < deadline => {
                 tokio::time::sleep(delay).await;

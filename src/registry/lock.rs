@@ -1,17 +1,26 @@
 //! The per-cluster lock: Lease `<registry namespace>/lock-<name>`, held
 //! while a command changes a cluster, so a second run fails at once naming
-//! the holder. A lock left by a killed run expires after LEASE_SECONDS.
+//! the holder. It follows Kubernetes leader election:
+//!
+//! - a Lease that looks expired by the clocks is taken over only after this
+//!   process has watched it stay unchanged for its whole duration (clocks of
+//!   two machines are never compared to decide);
+//! - renewals and the release carry the resourceVersion this process last
+//!   wrote, so they never touch a Lease another run has taken;
+//! - every request of a command holding locks first checks them (the fence):
+//!   a lock whose renewal is overdue is renewed on the spot, and a run that
+//!   lost its lock stops before its next request ("lock lost", exit 3).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{DeleteParams, PostParams, Preconditions};
 
 use super::Registry;
 use crate::error::{Error, Result};
@@ -22,65 +31,132 @@ impl Registry {
     /// Takes the lock of a cluster name: a Lease in the registry namespace.
     /// It is recorded in `held`, so an interrupted command can release it.
     pub async fn lock(&self, name: &str, held: &Locks) -> Result<Lock> {
-        let lock = Lock::acquire(self.cluster.clone(), &self.namespace, name).await?;
-        held.add(&lock);
+        let hold = Hold::acquire(self.cluster.clone(), &self.namespace, name).await?;
+        held.add(hold.clone());
+        let renew = tokio::spawn({
+            let hold = hold.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    if !hold.renew().await {
+                        return;
+                    }
+                }
+            }
+        });
         Ok(Lock {
-            held: Some(held.clone()),
-            ..lock
+            hold,
+            renew,
+            held: held.clone(),
         })
     }
 }
 
-/// A held lock; renewed in the background until released. A lock left by a
-/// killed run expires after LEASE_SECONDS.
+/// A held lock; renewed in the background until released.
 pub struct Lock {
-    cluster: Cluster,
-    namespace: String,
-    name: String,
+    hold: Arc<Hold>,
     renew: tokio::task::JoinHandle<()>,
-    held: Option<Locks>,
+    held: Locks,
 }
 
 pub const LEASE_SECONDS: i32 = 15;
+const LEASE: Duration = Duration::from_secs(LEASE_SECONDS as u64);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// A renewal older than this is redone before the next request.
+const RENEW_BEFORE: Duration = Duration::from_secs(10);
 
-/// The locks a command holds, so that when it is interrupted (SIGINT,
-/// SIGTERM) they are released before it exits instead of left to expire.
-/// Owned by the command's context; cloning shares it.
+/// What a holder knows of its Lease.
+struct Hold {
+    cluster: Cluster,
+    namespace: String,
+    name: String,
+    /// This run's holder identity.
+    me: String,
+    /// The resourceVersion of this run's last write of the Lease.
+    rv: Mutex<String>,
+    /// When that write succeeded, by this process's clock.
+    renewed: Mutex<Instant>,
+    lost: AtomicBool,
+    /// Serializes renewals (background and fence).
+    renewing: tokio::sync::Mutex<()>,
+}
+
+/// The locks a command holds: released when it is interrupted (SIGINT,
+/// SIGTERM) instead of left to expire, and checked before every request it
+/// makes (see `fence`). Owned by the command's context; cloning shares it.
 #[derive(Clone, Default)]
 pub struct Locks {
-    held: Arc<Mutex<Vec<(Cluster, String, String)>>>,
+    held: Arc<Mutex<Vec<Arc<Hold>>>>,
 }
 
 impl Locks {
-    fn add(&self, lock: &Lock) {
+    fn add(&self, hold: Arc<Hold>) {
         if let Ok(mut h) = self.held.lock() {
-            h.push((
-                lock.cluster.clone(),
-                lock.namespace.clone(),
-                lock.name.clone(),
-            ));
+            h.push(hold);
         }
     }
 
-    fn remove(&self, namespace: &str, name: &str) {
+    fn remove(&self, hold: &Arc<Hold>) {
         if let Ok(mut h) = self.held.lock() {
-            h.retain(|(_, ns, n)| !(ns == namespace && n == name));
+            h.retain(|x| !Arc::ptr_eq(x, hold));
         }
+    }
+
+    fn all(&self) -> Vec<Arc<Hold>> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Releases every lock still held.
     pub async fn release_all(&self) {
-        let held: Vec<(Cluster, String, String)> = self
+        let held: Vec<Arc<Hold>> = self
             .held
             .lock()
             .map(|mut h| std::mem::take(&mut *h))
             .unwrap_or_default();
-        for (cluster, ns, name) in held {
-            let api: Api<Lease> = Api::namespaced(cluster.client.clone(), &ns);
-            let _ = api.delete(&name, &DeleteParams::default()).await;
+        for hold in held {
+            hold.release().await;
         }
     }
+
+    /// Runs a command's work with these locks as its fence.
+    pub async fn fenced<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        FENCE.scope(self.clone(), work).await
+    }
 }
+
+tokio::task_local! {
+    /// The locks of the command running in this task (set by `Locks::fenced`).
+    static FENCE: Locks;
+}
+
+/// The fence, called before every request (`k8s::retry`): fails when a lock
+/// of the running command was lost, renewing first a lock whose renewal is
+/// overdue (after the process was paused, or the machine was busy).
+pub async fn fence() -> std::result::Result<(), kube::Error> {
+    let Ok(holds) = FENCE.try_with(Locks::all) else {
+        return Ok(());
+    };
+    for hold in holds {
+        if !hold.lost.load(Ordering::SeqCst) && hold.since_renewed() > RENEW_BEFORE {
+            hold.renew().await;
+        }
+        if hold.lost.load(Ordering::SeqCst) {
+            return Err(kube::Error::Api(Box::new(kube::core::Status {
+                code: 409,
+                reason: LOCK_LOST.into(),
+                message: format!(
+                    "lock lost: Lease {}/{} was taken over by another run while this one was not renewing it; this run stopped before its next request, run it again",
+                    hold.namespace, hold.name
+                ),
+                ..Default::default()
+            })));
+        }
+    }
+    Ok(())
+}
+
+/// The reason of the error `fence` returns.
+pub const LOCK_LOST: &str = "NautesLockLost";
 
 fn holder() -> String {
     let host = std::env::var("HOSTNAME")
@@ -95,15 +171,16 @@ fn holder() -> String {
     format!("{user}@{host} pid {}", std::process::id())
 }
 
-impl Lock {
-    async fn acquire(cluster: Cluster, namespace: &str, cluster_name: &str) -> Result<Self> {
-        let api: Api<Lease> = Api::namespaced(cluster.client.clone(), namespace);
-        let name = format!("lock-{cluster_name}");
-        let me = holder();
-        let now = Timestamp::now();
-        let lease = Lease {
+impl Hold {
+    fn since_renewed(&self) -> Duration {
+        self.renewed.lock().map(|t| t.elapsed()).unwrap_or(LEASE)
+    }
+
+    fn lease(&self, acquired: MicroTime, rv: Option<String>) -> Lease {
+        Lease {
             metadata: ObjectMeta {
-                name: Some(name.clone()),
+                name: Some(self.name.clone()),
+                resource_version: rv,
                 labels: Some(BTreeMap::from([(
                     MANAGED_BY.to_string(),
                     MANAGER.to_string(),
@@ -111,74 +188,196 @@ impl Lock {
                 ..Default::default()
             },
             spec: Some(LeaseSpec {
-                holder_identity: Some(me.clone()),
+                holder_identity: Some(self.me.clone()),
                 lease_duration_seconds: Some(LEASE_SECONDS),
-                acquire_time: Some(MicroTime(now)),
-                renew_time: Some(MicroTime(now)),
+                acquire_time: Some(acquired),
+                renew_time: Some(MicroTime(Timestamp::now())),
                 ..Default::default()
             }),
-        };
+        }
+    }
+
+    fn api(&self) -> Api<Lease> {
+        Api::namespaced(self.cluster.client.clone(), &self.namespace)
+    }
+
+    fn wrote(&self, lease: &Lease, at: Instant) {
+        if let Ok(mut rv) = self.rv.lock() {
+            *rv = lease.metadata.resource_version.clone().unwrap_or_default();
+        }
+        if let Ok(mut t) = self.renewed.lock() {
+            *t = at;
+        }
+    }
+
+    async fn acquire(cluster: Cluster, namespace: &str, cluster_name: &str) -> Result<Arc<Self>> {
+        let hold = Arc::new(Hold {
+            cluster,
+            namespace: namespace.to_string(),
+            name: format!("lock-{cluster_name}"),
+            me: holder(),
+            rv: Mutex::new(String::new()),
+            renewed: Mutex::new(Instant::now()),
+            lost: AtomicBool::new(false),
+            renewing: tokio::sync::Mutex::new(()),
+        });
+        let (api, name) = (hold.api(), hold.name.clone());
         let pp = PostParams::default();
-        match retry(|| api.create(&pp, &lease)).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing = retry(|| api.get(&name)).await.map_err(|e| cluster.err(e))?;
-                let spec = existing.spec.clone().unwrap_or_default();
-                let renewed = spec.renew_time.map(|t| t.0).unwrap_or(now);
-                let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-                let age = now.as_second() - renewed.as_second();
-                if age <= duration {
-                    return Err(Error::refused(format!(
-                        "cluster {cluster_name} is being changed by {} (Lease {namespace}/{name}; it expires {}s after its holder stops renewing it)",
-                        spec.holder_identity.unwrap_or_else(|| "another run".into()),
-                        duration - age
-                    )));
-                }
-                // expired: a killed run left it; take it over
-                let mut taken = lease.clone();
-                taken.metadata.resource_version = existing.metadata.resource_version.clone();
-                retry(|| api.replace(&name, &pp, &taken)).await.map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => Error::refused(format!(
-                        "cluster {cluster_name} was just locked by another run (Lease {namespace}/{name})"
-                    )),
-                    e => cluster.err(e),
-                })?;
+        let start = Instant::now();
+        let fresh = hold.lease(MicroTime(Timestamp::now()), None);
+        match retry(|| api.create(&pp, &fresh)).await {
+            Ok(l) => {
+                hold.wrote(&l, start);
+                return Ok(hold);
             }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
-                return Err(cluster
+                return Err(hold
+                    .cluster
                     .err(e)
                     .context(format!("taking the lock Lease {namespace}/{name}")));
             }
         }
-        let renew = {
-            let api = api.clone();
-            let name = name.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    let patch = json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
-                    let _ = api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await;
-                }
-            })
+        let held_by = |l: &Lease| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_else(|| "another run".into())
         };
-        Ok(Self {
-            cluster,
-            namespace: namespace.to_string(),
-            name,
-            renew,
-            held: None,
-        })
+        let existing = retry(|| api.get(&name))
+            .await
+            .map_err(|e| hold.cluster.err(e))?;
+        let spec = existing.spec.clone().unwrap_or_default();
+        let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+        let renewed = spec.renew_time.map(|t| t.0.as_second()).unwrap_or(0);
+        let age = Timestamp::now().as_second() - renewed;
+        if (-duration..=duration).contains(&age) {
+            // renewed recently by the clocks: held; refuse at once
+            return Err(Error::refused(format!(
+                "cluster {cluster_name} is being changed by {} (Lease {namespace}/{name}; it expires {duration}s after its holder stops renewing it)",
+                held_by(&existing),
+            )));
+        }
+        // it looks abandoned: take it over only once this process has seen
+        // it unchanged for its whole duration
+        let seen = existing.metadata.resource_version.clone();
+        let watch_from = Instant::now();
+        let wait = Duration::from_secs(duration.max(1) as u64);
+        while watch_from.elapsed() < wait {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = retry(|| api.get_opt(&name))
+                .await
+                .map_err(|e| hold.cluster.err(e))?;
+            match now {
+                None => break,
+                Some(l) if l.metadata.resource_version != seen => {
+                    return Err(Error::refused(format!(
+                        "cluster {cluster_name} is being changed by {} (Lease {namespace}/{name} was renewed while this run waited for it to expire)",
+                        held_by(&l)
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let start = Instant::now();
+        let taken = hold.lease(MicroTime(Timestamp::now()), seen);
+        let result = retry(|| api.replace(&name, &pp, &taken)).await;
+        let result = match result {
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                let fresh = hold.lease(MicroTime(Timestamp::now()), None);
+                retry(|| api.create(&pp, &fresh)).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(l) => {
+                hold.wrote(&l, start);
+                Ok(hold)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::refused(format!(
+                "cluster {cluster_name} was just locked by another run (Lease {namespace}/{name})"
+            ))),
+            Err(e) => Err(hold.cluster.err(e)),
+        }
     }
 
+    /// Renews the Lease if this run still holds it: a write carrying the
+    /// resourceVersion of its last one. False once the lock is lost: taken
+    /// by another run, deleted, or not renewed for a whole lease duration.
+    async fn renew(&self) -> bool {
+        let _one = self.renewing.lock().await;
+        if self.lost.load(Ordering::SeqCst) {
+            return false;
+        }
+        let api = self.api();
+        let rv = self.rv.lock().map(|r| r.clone()).unwrap_or_default();
+        let start = Instant::now();
+        let current = match api.get_opt(&self.name).await {
+            Ok(c) => c,
+            Err(_) => return self.still_in_time(),
+        };
+        let Some(current) = current else {
+            self.lost.store(true, Ordering::SeqCst);
+            return false;
+        };
+        if current.metadata.resource_version.as_deref() != Some(rv.as_str()) {
+            // written by someone else since this run last wrote it
+            self.lost.store(true, Ordering::SeqCst);
+            return false;
+        }
+        let acquired = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.acquire_time.clone())
+            .unwrap_or(MicroTime(Timestamp::now()));
+        let next = self.lease(acquired, Some(rv));
+        match api.replace(&self.name, &PostParams::default(), &next).await {
+            Ok(l) => {
+                self.wrote(&l, start);
+                true
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                self.lost.store(true, Ordering::SeqCst);
+                false
+            }
+            Err(_) => self.still_in_time(),
+        }
+    }
+
+    /// A renewal failed for a reason other than losing the Lease (the API
+    /// server is unreachable): the lock is lost once its duration has passed
+    /// since the last successful renewal, as other runs then may take it.
+    fn still_in_time(&self) -> bool {
+        if self.since_renewed() >= LEASE {
+            self.lost.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Deletes the Lease if it is still this run's (resourceVersion
+    /// precondition): a Lease another run took is left alone.
+    async fn release(&self) {
+        if self.lost.load(Ordering::SeqCst) {
+            return;
+        }
+        let rv = self.rv.lock().map(|r| r.clone()).unwrap_or_default();
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(rv),
+                uid: None,
+            }),
+            ..Default::default()
+        };
+        let _ = self.api().delete(&self.name, &dp).await;
+    }
+}
+
+impl Lock {
     /// Releases the lock.
     pub async fn release(self) {
         self.renew.abort();
-        if let Some(held) = &self.held {
-            held.remove(&self.namespace, &self.name);
-        }
-        let api: Api<Lease> = Api::namespaced(self.cluster.client.clone(), &self.namespace);
-        let _ = api.delete(&self.name, &DeleteParams::default()).await;
+        self.held.remove(&self.hold);
+        self.hold.release().await;
     }
 }

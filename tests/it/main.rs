@@ -9,6 +9,7 @@ mod cli;
 mod faults;
 mod helpers;
 mod krew;
+mod locks;
 mod ownership;
 mod physical;
 mod smoke;
