@@ -10,6 +10,7 @@ pub mod output;
 pub mod plan;
 pub mod registry;
 pub mod render;
+pub mod serve;
 pub mod spec;
 
 use cli::{Cli, Command};
@@ -35,5 +36,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RotateCredentials(a) => commands::info::rotate(&ctx, a).await,
         Command::Completion(a) => commands::info::completion(a),
         Command::Version(a) => commands::info::version(a),
+        Command::Serve(a) => serve::run(&ctx.global, a).await,
     }
 }

@@ -630,3 +630,27 @@ pub async fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// What `run` does after loading the spec (preflight, namespace, lock,
+/// register, release), for a spec value and without printing; used by
+/// `serve`. Emits a progress event of step "lock" once the Lease is held.
+pub async fn register_spec(
+    ctx: &Ctx,
+    spec: &ClusterSpec,
+    args: &RegisterArgs,
+) -> Result<RegisterResult> {
+    let catalog = Catalog::builtin()?;
+    let plan = plan::plan(spec, &catalog)?;
+    let render_opts = render_options(&args.charts)?;
+    let clusters = preflight(ctx, spec).await?;
+    let registry = &clusters.registry;
+    registry.ensure_namespace(&registry.namespace).await?;
+    let lock = registry.lock(&spec.name).await?;
+    ctx.progress.info(
+        "lock",
+        format!("Lease {}/lock-{} held", registry.namespace, spec.name),
+    );
+    let result = register_locked(ctx, args, spec, &plan, &render_opts, &clusters, false).await;
+    lock.release().await;
+    result
+}
