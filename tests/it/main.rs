@@ -9,6 +9,7 @@ mod cli;
 mod faults;
 mod krew;
 mod physical;
+mod serve;
 mod smoke;
 mod specs;
 mod testbed;

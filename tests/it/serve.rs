@@ -1,0 +1,768 @@
+//! `kubectl nautes serve`, end to end: the real binary as a local server
+//! process (plain HTTP on 127.0.0.1, asked for explicitly) in front of the
+//! test bed's management cluster, called with curl, authenticated with real
+//! ServiceAccount tokens of the management cluster (TokenRequest) and
+//! authorised by its RBAC.
+//!
+//! SIMULATED, as in virtual_.rs: a vcluster's control plane runs in a Pod,
+//! which kwok does not execute, so this test plays its one visible act,
+//! writing Secret vc-<name> with a kubeconfig for the "virtual" test cluster.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::testbed::TestBed;
+use crate::{labelled, nautes, write_temp};
+
+/// A running `kubectl-nautes serve`; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(bed: &TestBed, mgmt_kc: &Path) -> Server {
+        let mut child = Command::new(crate::binary())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--insecure-plain-http",
+                "--timeout",
+                "3m",
+                "--max-wait",
+                "4m",
+            ])
+            .env("KUBECONFIG", mgmt_kc)
+            .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
+            .env("NAUTES_HELM", bed.bin.join("helm"))
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("http_proxy")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kubectl-nautes serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["msg"] == "serving"
+                    {
+                        let _ = tx.send(v["url"].as_str().unwrap_or_default().to_string());
+                    }
+                    log.lock().expect("log").push(line);
+                }
+            });
+        }
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server did not start:\n{}",
+                    log.lock().expect("log").join("\n")
+                )
+            });
+        Server { child, url, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP exchange through curl.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Reply {
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}:\n{}", self.status, self.body))
+    }
+
+    /// Asserts the status and the upstream error shape; returns the body.
+    #[track_caller]
+    fn error(&self, status: u16, reason: &str) -> Value {
+        let v = self.json();
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(v["code"], status, "{}", self.body);
+        assert_eq!(v["reason"], reason, "{}", self.body);
+        assert!(
+            v["message"].is_string() && v["metadata"].is_object(),
+            "{}",
+            self.body
+        );
+        v
+    }
+}
+
+fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "300",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ])
+    .args(["-H", "accept: application/json"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if body.is_some() {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    cmd.arg(url)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("HTTP_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("http_proxy")
+        .stdin(if body.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run curl");
+    if let Some(b) = body {
+        use std::io::Write;
+        let mut s = child.stdin.take().expect("stdin");
+        s.write_all(b.as_bytes()).expect("write body");
+    }
+    let out = child.wait_with_output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = code.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "curl {method} {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    Reply {
+        status,
+        body: body.to_string(),
+    }
+}
+
+/// A ServiceAccount of the management cluster and a token for it.
+async fn account(mgmt: &kube::Client, name: &str) -> String {
+    let sas: Api<ServiceAccount> = Api::namespaced(mgmt.clone(), "default");
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("sa");
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .expect("create ServiceAccount");
+    let req = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match sas
+            .create_token_request(name, &PostParams::default(), &req)
+            .await
+        {
+            Ok(t) => {
+                return t
+                    .status
+                    .and_then(|s| s.token)
+                    .expect("TokenRequest without a token");
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "TokenRequest: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+/// RBAC that lets a ServiceAccount do everything on clusters.nautes.io.
+async fn allow(mgmt: &kube::Client, account: &str) {
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "nautes-api-user"},
+        "rules": [{"apiGroups": ["nautes.io"], "resources": ["clusters"],
+                   "verbs": ["get", "list", "create", "update", "delete"]}],
+    }))
+    .expect("role");
+    Api::<ClusterRole>::all(mgmt.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("ClusterRole");
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "nautes-api-user"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "nautes-api-user"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "default"}],
+    }))
+    .expect("binding");
+    Api::<ClusterRoleBinding>::all(mgmt.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("ClusterRoleBinding");
+}
+
+fn ip_of(server: &str) -> String {
+    server
+        .trim_start_matches("https://")
+        .split(':')
+        .next()
+        .expect("host")
+        .to_string()
+}
+
+/// SIMULATED: the vcluster writing its kubeconfig Secret in the host, once
+/// its namespace exists.
+async fn play_vcluster(host: &kube::Client, name: &str, kubeconfig: &str) {
+    let secrets: Api<Secret> = Api::namespaced(host.clone(), name);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": format!("vc-{name}"), "namespace": name},
+        "stringData": {"config": kubeconfig},
+    }))
+    .expect("secret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace {name} never appeared in the host"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn lease_held(mgmt: &kube::Client, name: &str) {
+    let leases: Api<Lease> = Api::namespaced(mgmt.clone(), "nautes");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while leases
+        .get_opt(&format!("lock-{name}"))
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Lease lock-{name} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut n: Vec<String> = list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {list}"))
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api() {
+    let bed = TestBed::start(&["management", "worker", "host", "virtual"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let (worker, host, virt) = (
+        bed.cluster("worker").clone(),
+        bed.cluster("host").clone(),
+        bed.cluster("virtual").clone(),
+    );
+    let mgmt = crate::client(&mgmt_kc).await;
+    let hc = crate::client(&host.kubeconfig).await;
+    let server = Server::start(&bed, &mgmt_kc);
+    let api = format!("{}/api/v1/clusters", server.url);
+    let admin = account(&mgmt, "api-admin").await;
+    allow(&mgmt, "api-admin").await;
+    let nobody = account(&mgmt, "api-nobody").await;
+
+    assert_eq!(
+        http("GET", &format!("{}/healthz", server.url), None, None).status,
+        200
+    );
+    assert_eq!(
+        http("GET", &format!("{}/readyz", server.url), None, None).status,
+        200
+    );
+
+    // the seed's bodies, with the test bed's values
+    let read = |p: &Path| std::fs::read_to_string(p).expect("kubeconfig");
+    let host_body = json!({
+        "api_server": host.server, "cluster_kind": "kubernetes", "cluster_type": "physical",
+        "usage": "host", "traefik": {"http_node_port": "30080", "https_node_port": "30443"},
+        "kubeconfig": read(&host.kubeconfig),
+    })
+    .to_string();
+    let physical_body = json!({
+        "api_server": worker.server, "cluster_kind": "kubernetes", "cluster_type": "physical",
+        "usage": "worker",
+        "argocd_host": format!("https://argocd.cluster-demo.{}.nip.io", ip_of(&worker.server)),
+        "traefik": {"http_node_port": "30080", "https_node_port": "30443"},
+        "kubeconfig": read(&worker.kubeconfig),
+    })
+    .to_string();
+    let virtual_body = json!({
+        "api_server": virt.server, "cluster_kind": "kubernetes", "cluster_type": "virtual",
+        "usage": "worker", "hostCluster": "cluster-host-demo",
+        "argocd_host": format!("https://argocd.cluster-demo.{}.nip.io", ip_of(&virt.server)),
+        "vcluster": {"httpsNodePort": "31443"},
+    })
+    .to_string();
+    let one = |name: &str| format!("{api}/{name}");
+
+    // no token, a bad token: 401 before anything else
+    http("GET", &api, None, None).error(401, "UNAUTHENTICATED");
+    http("POST", &one("cluster-host-demo"), None, Some(&host_body)).error(401, "UNAUTHENTICATED");
+    http("GET", &api, Some("not-a-token"), None).error(401, "UNAUTHENTICATED");
+    // a valid token whose user has no RBAC: 403 and nothing written
+    let r = http(
+        "POST",
+        &one("cluster-host-demo"),
+        Some(&nobody),
+        Some(&host_body),
+    );
+    let v = r.error(403, "NO_AUTHORIZATION");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("system:serviceaccount:default:api-nobody"),
+        "{v}"
+    );
+    http("GET", &api, Some(&nobody), None).error(403, "NO_AUTHORIZATION");
+    let nothing_written = async || {
+        assert!(
+            Api::<Namespace>::all(mgmt.clone())
+                .get_opt("nautes")
+                .await
+                .expect("get")
+                .is_none(),
+            "a refused request created the registry namespace"
+        );
+        assert!(
+            labelled(&hc, "nautes.io/cluster=cluster-host-demo")
+                .await
+                .is_empty()
+        );
+    };
+    nothing_written().await;
+
+    // bad bodies: 400, nothing written
+    let mut unknown: Value = serde_json::from_str(&host_body).expect("json");
+    unknown["traefik_ports"] = json!(1);
+    let v = http(
+        "POST",
+        &one("cluster-host-demo"),
+        Some(&admin),
+        Some(&unknown.to_string()),
+    )
+    .error(400, "VALIDATOR");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("traefik_ports"),
+        "{v}"
+    );
+    assert!(
+        v["metadata"]
+            .as_object()
+            .expect("metadata")
+            .keys()
+            .any(|k| k.contains("traefik_ports")),
+        "{v}"
+    );
+    let exec_kc = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": host.server}}],
+        "users": [{"name": "u", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "sh", "args": ["-c", "touch /tmp/nautes-serve-pwned"]}}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c",
+    });
+    let mut exec_body: Value = serde_json::from_str(&host_body).expect("json");
+    exec_body["kubeconfig"] = json!(exec_kc.to_string());
+    let v = http(
+        "POST",
+        &one("cluster-host-demo"),
+        Some(&admin),
+        Some(&exec_body.to_string()),
+    )
+    .error(400, "VALIDATOR");
+    assert!(
+        v["metadata"].get("kubeconfig.users[0].user.exec").is_some(),
+        "{v}"
+    );
+    assert!(!Path::new("/tmp/nautes-serve-pwned").exists());
+    http(
+        "POST",
+        &one("cluster-host-demo"),
+        Some(&admin),
+        Some("{\"api_server\": "),
+    )
+    .error(400, "CODEC");
+    http("POST", &one("Not_A_Name"), Some(&admin), Some(&host_body)).error(400, "VALIDATOR");
+    nothing_written().await;
+
+    // unknown cluster: 404
+    http("GET", &one("cluster-nowhere"), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
+    http("DELETE", &one("cluster-nowhere"), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
+
+    // the host, then the physical worker, each with ?wait=true
+    for (name, body) in [
+        ("cluster-host-demo", &host_body),
+        ("cluster-physical-demo", &physical_body),
+    ] {
+        let r = http(
+            "POST",
+            &format!("{}?wait=true", one(name)),
+            Some(&admin),
+            Some(body),
+        );
+        assert_eq!(r.status, 200, "{}\n{}", r.body, server.log());
+        let v = r.json();
+        assert_eq!(v["message"], format!("Successfully saved {name} cluster"));
+        assert_eq!(v["state"], "Registered", "{v}");
+        assert_eq!(
+            v["links"]["events"],
+            format!("/api/v1/clusters/{name}/events")
+        );
+    }
+    let wc = crate::client(&worker.kubeconfig).await;
+    assert!(
+        !labelled(
+            &wc,
+            "nautes.io/cluster=cluster-physical-demo,nautes.io/component=argocd"
+        )
+        .await
+        .is_empty()
+    );
+    // the events of a finished run are replayed, ending with the result
+    let ev = http(
+        "GET",
+        &format!("{}/events", one("cluster-physical-demo")),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(ev.status, 200, "{}", ev.body);
+    let events: Vec<Value> = ev
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect();
+    assert!(events.iter().any(|e| e["step"] == "lock"), "{}", ev.body);
+    assert!(
+        events.iter().any(|e| e["step"] == "preflight"),
+        "{}",
+        ev.body
+    );
+    let last = events.last().expect("events");
+    assert_eq!(
+        (last["step"].as_str(), last["level"].as_str()),
+        (Some("result"), Some("done")),
+        "{last}"
+    );
+
+    // GET: every upstream key, never the kubeconfig
+    let r = http("GET", &one("cluster-physical-demo"), Some(&admin), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    for k in [
+        "name",
+        "cluster_kind",
+        "cluster_type",
+        "usage",
+        "host_cluster",
+        "primary_domain",
+        "worker_type",
+        "api_server",
+        "components_list",
+        "reserved_namespaces_allowed_products",
+        "product_allowed_cluster_resources",
+        "state",
+        "phase",
+        "last_error",
+    ] {
+        assert!(v.get(k).is_some(), "{k} missing: {v}");
+    }
+    assert_eq!(v["state"], "Registered");
+    assert_eq!(v["worker_type"], "deployment");
+    assert_eq!(v["api_server"], worker.server);
+    assert_eq!(
+        v["components_list"]["deployment"]["additions"]["host"],
+        format!("argocd.cluster-demo.{}.nip.io", ip_of(&worker.server))
+    );
+    let worker_kc = read(&worker.kubeconfig);
+    assert!(
+        !r.body.contains("kubeconfig") && !r.body.contains("client-key-data"),
+        "{}",
+        r.body
+    );
+    assert!(
+        !worker_kc.lines().filter(|l| l.contains("-data:")).any(|l| {
+            let secret = l.split(':').nth(1).unwrap_or("").trim();
+            !secret.is_empty() && r.body.contains(secret)
+        })
+    );
+
+    // the virtual worker, without wait: accepted as Registering while it
+    // waits for the vcluster; the command line refuses meanwhile (the Lease)
+    let r = http(
+        "POST",
+        &one("cluster-virtual-demo"),
+        Some(&admin),
+        Some(&virtual_body),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.body, server.log());
+    let v = r.json();
+    assert_eq!(
+        (v["message"].as_str(), v["state"].as_str()),
+        (
+            Some("Successfully saved cluster-virtual-demo cluster"),
+            Some("Registering")
+        ),
+        "{v}"
+    );
+    let v = http("GET", &one("cluster-virtual-demo"), Some(&admin), None).json();
+    assert_eq!(v["state"], "Registering", "{v}");
+    assert!(!v["phase"].as_str().unwrap_or_default().is_empty(), "{v}");
+    let mut cli_spec: Value = serde_json::from_str(&virtual_body).expect("json");
+    cli_spec["name"] = json!("cluster-virtual-demo");
+    let (_d, cli_path) = write_temp("virtual.json", &cli_spec.to_string());
+    let cli_path = cli_path.to_str().expect("utf8").to_string();
+    let run = nautes(&["register", "-f", &cli_path], Some(&mgmt_kc), None);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("is being changed by"), "{}", run.stderr);
+    let virt_kc = read(&virt.kubeconfig);
+    play_vcluster(&hc, "cluster-virtual-demo", &virt_kc).await;
+    // the event stream follows the run to its end
+    let ev = http(
+        "GET",
+        &format!("{}/events", one("cluster-virtual-demo")),
+        Some(&admin),
+        None,
+    );
+    let last: Value = serde_json::from_str(ev.body.lines().last().expect("events")).expect("json");
+    assert_eq!(last["level"], "done", "{}", ev.body);
+    assert_eq!(
+        http("GET", &one("cluster-virtual-demo"), Some(&admin), None).json()["state"],
+        "Registered"
+    );
+
+    // the other way round: the command line holds the Lease, the server refuses
+    Api::<Secret>::namespaced(hc.clone(), "cluster-virtual-demo")
+        .delete("vc-cluster-virtual-demo", &DeleteParams::default())
+        .await
+        .expect("delete vc Secret");
+    let cli = Command::new(crate::binary())
+        .args(["register", "-f", &cli_path, "--timeout", "3m"])
+        .env("KUBECONFIG", &mgmt_kc)
+        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
+        .env("NAUTES_HELM", bed.bin.join("helm"))
+        .env_remove("HTTPS_PROXY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn register");
+    lease_held(&mgmt, "cluster-virtual-demo").await;
+    let v = http(
+        "POST",
+        &format!("{}?wait=true", one("cluster-virtual-demo")),
+        Some(&admin),
+        Some(&virtual_body),
+    )
+    .error(409, "CONFLICT");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is being changed by"),
+        "{v}"
+    );
+    play_vcluster(&hc, "cluster-virtual-demo", &virt_kc).await;
+    let out = cli.wait_with_output().expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // and the seed's virtual body with ?wait=true converges
+    let r = http(
+        "POST",
+        &format!("{}?wait=true", one("cluster-virtual-demo")),
+        Some(&admin),
+        Some(&virtual_body),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "Registered");
+
+    // list, with field_selector, with and without the trailing slash
+    assert_eq!(
+        names(&http("GET", &api, Some(&admin), None).json()),
+        [
+            "cluster-host-demo",
+            "cluster-physical-demo",
+            "cluster-virtual-demo"
+        ]
+    );
+    let sel = |s: &str| {
+        names(
+            &http(
+                "GET",
+                &format!("{api}/?field_selector={s}"),
+                Some(&admin),
+                None,
+            )
+            .json(),
+        )
+    };
+    assert_eq!(
+        sel("cluster_type=physical,usage=worker,worker_type=deployment"),
+        ["cluster-physical-demo"]
+    );
+    assert_eq!(sel("usage=host"), ["cluster-host-demo"]);
+    assert_eq!(sel("cluster_type=virtual"), ["cluster-virtual-demo"]);
+    http(
+        "GET",
+        &format!("{api}?field_selector=usage!=host"),
+        Some(&admin),
+        None,
+    )
+    .error(400, "VALIDATOR");
+
+    // DELETE: the host is refused while it carries the virtual worker
+    let before = labelled(&hc, "nautes.io/cluster=cluster-host-demo").await;
+    http(
+        "DELETE",
+        &format!("{}?wait=true", one("cluster-host-demo")),
+        Some(&admin),
+        None,
+    )
+    .error(409, "CONFLICT");
+    assert_eq!(
+        labelled(&hc, "nautes.io/cluster=cluster-host-demo").await,
+        before
+    );
+    http("DELETE", &one("cluster-virtual-demo"), Some(&nobody), None)
+        .error(403, "NO_AUTHORIZATION");
+    for name in [
+        "cluster-virtual-demo",
+        "cluster-physical-demo",
+        "cluster-host-demo",
+    ] {
+        let r = http(
+            "DELETE",
+            &format!("{}?wait=true", one(name)),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}\n{}", r.body, server.log());
+        assert_eq!(
+            r.json()["message"],
+            format!("Successfully deleted {name} cluster")
+        );
+        http("GET", &one(name), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
+    }
+    assert!(names(&http("GET", &format!("{api}/"), Some(&admin), None).json()).is_empty());
+    assert!(
+        labelled(&mgmt, "app.kubernetes.io/managed-by=kubectl-nautes")
+            .await
+            .is_empty()
+    );
+
+    // the document, the UI's assets (inside the binary) and the metrics
+    let doc = http("GET", &format!("{}/q/openapi.json", server.url), None, None).json();
+    assert!(
+        doc["paths"]["/api/v1/clusters/{cluster_name}"]["post"].is_object(),
+        "{doc}"
+    );
+    let ui = http("GET", &format!("{}/q/swagger-ui/", server.url), None, None);
+    assert_eq!(ui.status, 200);
+    assert!(ui.body.contains("swagger-ui"), "{}", ui.body);
+    let m = http("GET", &format!("{}/metrics", server.url), None, None);
+    assert!(
+        m.body.contains(
+            "nautes_http_requests_total{route=\"/api/v1/clusters\",method=\"GET\",code=\"401\"}"
+        ),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("nautes_registrations_total{operation=\"register\",result=\"succeeded\"}"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("nautes_registrations_total{operation=\"destroy\",result=\"CONFLICT\"}"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("nautes_registration_duration_seconds_bucket"),
+        "{}",
+        m.body
+    );
+
+    // one access line per request, naming who; no secret anywhere in the log
+    let log = server.log();
+    assert!(
+        log.contains("\"who\":\"system:serviceaccount:default:api-admin\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"cluster\":\"cluster-physical-demo\""),
+        "{log}"
+    );
+    for secret in [admin.as_str(), nobody.as_str()] {
+        assert!(!log.contains(secret), "a token is in the server's log");
+    }
+    assert!(
+        !log.contains("client-key-data") && !log.contains("BEGIN"),
+        "a key is in the server's log"
+    );
+}
