@@ -34,17 +34,21 @@ struct Server {
 
 impl Server {
     fn start(bed: &TestBed, mgmt_kc: &Path) -> Server {
+        Self::start_with(bed, mgmt_kc, &["--insecure-plain-http"])
+    }
+
+    fn start_with(bed: &TestBed, mgmt_kc: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(crate::binary())
             .args([
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
-                "--insecure-plain-http",
                 "--timeout",
                 "3m",
                 "--max-wait",
                 "4m",
             ])
+            .args(extra)
             .env("KUBECONFIG", mgmt_kc)
             .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
             .env("NAUTES_HELM", bed.bin.join("helm"))
@@ -128,7 +132,12 @@ impl Reply {
 }
 
 fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    curl(&[], method, url, token, body)
+}
+
+fn curl(extra: &[&str], method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
     let mut cmd = Command::new("curl");
+    cmd.args(extra);
     cmd.args([
         "-sS",
         "--max-time",
@@ -765,4 +774,101 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
         !log.contains("client-key-data") && !log.contains("BEGIN"),
         "a key is in the server's log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_speaks_tls_only_unless_plain_http_is_asked_and_limits_bodies() {
+    let bed = TestBed::start(&["management"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let mgmt = crate::client(&mgmt_kc).await;
+
+    // neither TLS files nor --insecure-plain-http: refused at start
+    let run = nautes(&["serve", "--listen", "127.0.0.1:0"], Some(&mgmt_kc), None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--insecure-plain-http"),
+        "{}",
+        run.stderr
+    );
+
+    // a self-signed certificate for 127.0.0.1
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=nautes-serve-test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start_with(
+        &bed,
+        &mgmt_kc,
+        &[
+            "--tls-cert-file",
+            crt.to_str().expect("utf8"),
+            "--tls-private-key-file",
+            key.to_str().expect("utf8"),
+            "--max-body-bytes",
+            "4096",
+        ],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let ca = ["--cacert", crt.to_str().expect("utf8")];
+    assert_eq!(
+        curl(&ca, "GET", &format!("{}/healthz", server.url), None, None).status,
+        200
+    );
+    // the certificate is verified: without the CA curl refuses, and plain HTTP gets no answer
+    let insecure = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", &format!("{}/healthz", server.url)])
+        .output()
+        .expect("curl");
+    assert!(!insecure.status.success());
+    let plain = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/healthz", server.url.replace("https://", "http://")),
+        ])
+        .output()
+        .expect("curl");
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+
+    // a body over --max-body-bytes: 413 in the API's error shape
+    let admin = account(&mgmt, "api-admin").await;
+    allow(&mgmt, "api-admin").await;
+    let big =
+        json!({"api_server": "https://127.0.0.1:1", "kubeconfig": "x".repeat(8192)}).to_string();
+    curl(
+        &ca,
+        "POST",
+        &format!("{}/api/v1/clusters/big", server.url),
+        Some(&admin),
+        Some(&big),
+    )
+    .error(413, "BODY_TOO_LARGE");
 }
