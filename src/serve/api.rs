@@ -499,7 +499,7 @@ pub enum Outcome {
 
 /// Starts a register or destroy in the background; answers once its lease
 /// is held (or it ended), or with `wait` once it is done.
-async fn start<F, Fut>(
+pub(crate) async fn start<F, Fut>(
     st: &Arc<AppState>,
     name: &str,
     op: Op,

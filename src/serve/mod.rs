@@ -13,6 +13,7 @@ pub mod body;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod takeover;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -273,6 +274,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> Result<()> {
             }
         });
     }
+    takeover::spawn(state.clone());
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

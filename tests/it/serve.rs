@@ -872,3 +872,84 @@ async fn serve_speaks_tls_only_unless_plain_http_is_asked_and_limits_bodies() {
     )
     .error(413, "BODY_TOO_LARGE");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_replica() {
+    let bed = TestBed::start(&["management", "host", "virtual"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let (host, virt) = (bed.cluster("host").clone(), bed.cluster("virtual").clone());
+    let mgmt = crate::client(&mgmt_kc).await;
+    let hc = crate::client(&host.kubeconfig).await;
+    let (_h, hpath) = write_temp(
+        "host.json",
+        &crate::physical_spec("ha-host", "host", &host, json!({})),
+    );
+    nautes(
+        &["register", "-f", hpath.to_str().expect("utf8")],
+        Some(&mgmt_kc),
+        None,
+    )
+    .ok();
+    let admin = account(&mgmt, "api-admin").await;
+    allow(&mgmt, "api-admin").await;
+    let mut a = Server::start(&bed, &mgmt_kc);
+    let b = Server::start(&bed, &mgmt_kc);
+    let body = json!({
+        "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
+        "host_cluster": "ha-host", "vcluster": {"https_node_port": "31443"},
+    })
+    .to_string();
+    // replica a accepts the register, which then waits for the vcluster
+    let r = http(
+        "POST",
+        &format!("{}/api/v1/clusters/ha-virtual", a.url),
+        Some(&admin),
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.body, a.log());
+    assert_eq!(r.json()["state"], "Registering");
+    // and dies in the middle (SIGKILL: no chance to release its Lease)
+    a.child.kill().expect("kill replica a");
+    let _ = a.child.wait();
+    // replica b takes it over once the Lease expires
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !b.log().contains("\"msg\":\"takeover\"") || !b.log().contains("taken over") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no takeover:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let url = format!("{}/api/v1/clusters/ha-virtual", b.url);
+    assert_eq!(
+        http("GET", &url, Some(&admin), None).json()["state"],
+        "Registering"
+    );
+    play_vcluster(
+        &hc,
+        "ha-virtual",
+        &std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig"),
+    )
+    .await;
+    let ev = http("GET", &format!("{url}/events"), Some(&admin), None);
+    let last: Value = serde_json::from_str(ev.body.lines().last().expect("events")).expect("json");
+    assert_eq!(last["level"], "done", "{}\n{}", ev.body, b.log());
+    let v = http("GET", &url, Some(&admin), None).json();
+    assert_eq!(v["state"], "Registered", "{v}");
+    let secret = Api::<Secret>::namespaced(mgmt.clone(), "argocd")
+        .get("cluster-ha-virtual")
+        .await
+        .expect("Argo CD cluster Secret");
+    assert!(secret.data.is_some());
+    // clean up through b
+    for name in ["ha-virtual", "ha-host"] {
+        let r = http(
+            "DELETE",
+            &format!("{}/api/v1/clusters/{name}?wait=true", b.url),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}\n{}", r.body, b.log());
+    }
+}
