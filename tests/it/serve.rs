@@ -953,3 +953,73 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
         assert_eq!(r.status, 200, "{}\n{}", r.body, b.log());
     }
 }
+
+/// chromium (or chromium-browser, google-chrome) on PATH.
+fn browser() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|b| which::which(b).ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_renders_the_post_operation_in_a_headless_browser_offline() {
+    let Some(chromium) = browser() else {
+        if std::env::var_os("NAUTES_TEST_NO_BROWSER").is_some() {
+            eprintln!("NAUTES_TEST_NO_BROWSER is set: the Swagger UI browser check is not run");
+            return;
+        }
+        panic!(
+            "no chromium on PATH: install it (apt-get install -y chromium), or set NAUTES_TEST_NO_BROWSER=1 to leave this check out"
+        );
+    };
+    let bed = TestBed::start(&["management"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let server = Server::start(&bed, &mgmt_kc);
+    let url = format!("{}/q/swagger-ui/", server.url);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let shot = crate::repo().join("target/serve-swagger-ui.png");
+    let run = |extra: &[&str]| {
+        let out = Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--virtual-time-budget=15000",
+                "--window-size=1280,1400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .output()
+            .expect("run chromium");
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // the DOM after Swagger UI's scripts ran: the document's operations
+    let dom = run(&["--dump-dom"]);
+    assert!(
+        dom.contains("opblock-post"),
+        "no POST operation rendered:\n{dom}"
+    );
+    assert!(dom.contains("/api/v1/clusters/{cluster_name}"), "{dom}");
+    assert!(dom.contains("api.cluster.v1.Cluster"), "{dom}");
+    // and a screenshot of it (target/serve-swagger-ui.png)
+    run(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    // the assets are served by the server itself (inside the binary; no CDN is used)
+    let log = server.log();
+    assert!(log.contains("\"route\":\"/q/swagger-ui\""), "{log}");
+}
