@@ -380,10 +380,12 @@ pub async fn get_cluster(
     let snap = job.as_ref().map(|j| j.snapshot());
     match (&record, &job) {
         (Some(r), _) => Ok(Json(reply(&r.spec, Some(r), snap.as_ref(), job.as_deref()))),
+        // a run the client was told about (200) that has no record yet, or
+        // failed; a run refused at once answered its error instead
         (None, Some(j))
             if snap
                 .as_ref()
-                .is_some_and(|s| s.state != JobState::Destroyed) =>
+                .is_some_and(|s| s.state != JobState::Destroyed && (s.accepted || !s.done)) =>
         {
             match &j.spec {
                 Some(spec) => Ok(Json(reply(spec, None, snap.as_ref(), Some(j)))),

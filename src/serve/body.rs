@@ -51,14 +51,14 @@ pub fn parse_body(name: &str, bytes: &[u8]) -> Result<ClusterSpec, ApiError> {
         let message = errs
             .to_string()
             .lines()
-            .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_string())
+            .map(|l| http_words(l.strip_prefix("error: ").unwrap_or(l)))
             .collect::<Vec<_>>()
             .join("\n");
         let mut e = ApiError::validator(message);
         for se in &errs.errors {
             e.metadata
                 .entry(se.path.clone())
-                .or_insert_with(|| se.message.clone());
+                .or_insert_with(|| http_words(&se.message));
         }
         e
     })?;
@@ -66,6 +66,13 @@ pub fn parse_body(name: &str, bytes: &[u8]) -> Result<ClusterSpec, ApiError> {
         check_kubeconfig(kc)?;
     }
     Ok(spec)
+}
+
+/// The spec parser speaks of the command line; here the name is the path's.
+fn http_words(message: &str) -> String {
+    message
+        .replace("given on the command line", "in the path (cluster_name)")
+        .replace("no name in the file", "no name in the body")
 }
 
 /// `{}`, or an object whose values are all null or "".

@@ -55,6 +55,8 @@ struct Inner {
     phase: String,
     events: Vec<Value>,
     done: bool,
+    /// Whether the run got its Lease (it was answered 200, not an error).
+    was_accepted: bool,
     accepted: Option<oneshot::Sender<()>>,
 }
 
@@ -64,6 +66,7 @@ pub struct Snapshot {
     pub error: Option<ApiError>,
     pub phase: String,
     pub done: bool,
+    pub accepted: bool,
 }
 
 impl Job {
@@ -85,6 +88,7 @@ impl Job {
                 phase: "preflight".into(),
                 events: Vec::new(),
                 done: false,
+                was_accepted: false,
                 accepted: Some(atx),
             }),
             tx,
@@ -106,10 +110,11 @@ impl Job {
             return;
         };
         if let Some(step) = event.get("step").and_then(Value::as_str) {
-            if step == "lock"
-                && let Some(a) = g.accepted.take()
-            {
-                let _ = a.send(());
+            if step == "lock" {
+                g.was_accepted = true;
+                if let Some(a) = g.accepted.take() {
+                    let _ = a.send(());
+                }
             }
             g.phase = step.to_string();
         }
@@ -151,12 +156,14 @@ impl Job {
                 error: g.error.clone(),
                 phase: g.phase.clone(),
                 done: g.done,
+                accepted: g.was_accepted,
             },
             Err(_) => Snapshot {
                 state: JobState::Failed,
                 error: Some(ApiError::internal("the job's state is poisoned (a bug)")),
                 phase: String::new(),
                 done: true,
+                accepted: false,
             },
         }
     }

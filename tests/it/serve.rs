@@ -459,6 +459,38 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
     http("GET", &one("cluster-nowhere"), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
     http("DELETE", &one("cluster-nowhere"), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
 
+    // a rule refuses at once: 409, and the cluster stays unknown
+    let orphan = json!({"api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
+                        "host_cluster": "cluster-nohost"})
+    .to_string();
+    let v =
+        http("POST", &one("cluster-orphan"), Some(&admin), Some(&orphan)).error(409, "CONFLICT");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cluster-nohost is not registered"),
+        "{v}"
+    );
+    http("GET", &one("cluster-orphan"), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
+    // a name in the body that differs from the path
+    let mut other: Value = serde_json::from_str(&host_body).expect("json");
+    other["name"] = json!("cluster-other");
+    let v = http(
+        "POST",
+        &one("cluster-host-demo"),
+        Some(&admin),
+        Some(&other.to_string()),
+    )
+    .error(400, "VALIDATOR");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("in the path (cluster_name)"),
+        "{v}"
+    );
+
     // the host, then the physical worker, each with ?wait=true
     for (name, body) in [
         ("cluster-host-demo", &host_body),
@@ -1022,4 +1054,142 @@ async fn swagger_ui_renders_the_post_operation_in_a_headless_browser_offline() {
     // the assets are served by the server itself (inside the binary; no CDN is used)
     let log = server.log();
     assert!(log.contains("\"route\":\"/q/swagger-ui\""), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helm_chart_applies_and_its_service_account_suffices_to_register_and_destroy() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let worker = bed.cluster("worker").clone();
+    let mgmt = crate::client(&mgmt_kc).await;
+    let chart = crate::repo().join("charts/nautes-server");
+    let helm = |args: &[&str]| {
+        let out = Command::new(bed.bin.join("helm"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&mgmt_kc)
+            .env_remove("HTTPS_PROXY")
+            .env(
+                "HELM_CACHE_HOME",
+                std::env::temp_dir().join("nautes-it-helm-cache"),
+            )
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chart_path = chart.to_str().expect("utf8");
+    // rendered: a Deployment of 2 replicas with probes, a Service, least RBAC
+    let rendered = helm(&["template", "nautes-server", chart_path, "-n", "nautes"]);
+    let docs: Vec<Value> = rendered
+        .split("\n---")
+        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
+        .filter(|d| d.is_object())
+        .collect();
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in:\n{rendered}"))
+    };
+    let deploy = find("Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        c["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .any(|a| a == "--tls-cert-file=/etc/nautes/tls/tls.crt")
+    );
+    find("Service");
+    find("ServiceAccount");
+    let role = find("ClusterRole");
+    assert!(!role.to_string().contains("\"*\""), "a wildcard in {role}");
+
+    // applied to the management cluster (Argo CD's namespace exists there)
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "argocd"}})).expect("ns");
+    Api::<Namespace>::all(mgmt.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("argocd ns");
+    helm(&[
+        "install",
+        "nautes-server",
+        chart_path,
+        "-n",
+        "nautes",
+        "--create-namespace",
+        "--set",
+        "tls.enabled=false",
+    ]);
+    let d = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(mgmt.clone(), "nautes")
+        .get("nautes-server")
+        .await
+        .expect("Deployment applied");
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
+
+    // Pods do not run on the test bed: the server runs here as a local
+    // process with the chart's ServiceAccount as its only credential
+    let sas: Api<ServiceAccount> = Api::namespaced(mgmt.clone(), "nautes");
+    let req = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request("nautes-server", &PostParams::default(), &req)
+        .await
+        .expect("TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("token");
+    let kc = kube::config::Kubeconfig::read_from(&mgmt_kc).expect("kubeconfig");
+    let ca = kc.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.certificate_authority_data.clone())
+        .expect("CA");
+    let sa_kc = json!({"apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "m", "cluster": {"server": bed.cluster("management").server, "certificate-authority-data": ca}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "m", "context": {"cluster": "m", "user": "sa"}}], "current-context": "m"});
+    let (_d, sa_path) = write_temp("server.kubeconfig", &sa_kc.to_string());
+    let server = Server::start(&bed, &sa_path);
+    let admin = account(&mgmt, "api-admin").await;
+    allow(&mgmt, "api-admin").await;
+    let body = json!({
+        "api_server": worker.server, "cluster_kind": "kubernetes", "cluster_type": "physical", "usage": "worker",
+        "kubeconfig": std::fs::read_to_string(&worker.kubeconfig).expect("kubeconfig"),
+    })
+    .to_string();
+    let url = format!("{}/api/v1/clusters/chart-worker", server.url);
+    let r = http(
+        "POST",
+        &format!("{url}?wait=true"),
+        Some(&admin),
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.body, server.log());
+    assert_eq!(r.json()["state"], "Registered");
+    let r = http("DELETE", &format!("{url}?wait=true"), Some(&admin), None);
+    assert_eq!(r.status, 200, "{}\n{}", r.body, server.log());
+    http("GET", &url, Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
+    // and no more than that: nothing in other namespaces
+    let sa_client = crate::client(&sa_path).await;
+    let denied = Api::<Secret>::namespaced(sa_client, "default")
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{denied:?}"
+    );
 }
