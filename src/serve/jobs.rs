@@ -72,7 +72,11 @@ pub struct Snapshot {
 impl Job {
     /// A new job; the receiver fires once its Lease is held (the pipeline's
     /// progress event of step "lock").
-    pub fn new(op: Op, spec: Option<ClusterSpec>) -> (Arc<Job>, oneshot::Receiver<()>) {
+    pub fn new(op: Op, mut spec: Option<ClusterSpec>) -> (Arc<Job>, oneshot::Receiver<()>) {
+        // kept to show the cluster while it has no record: never its kubeconfig
+        if let Some(s) = spec.as_mut() {
+            s.kubeconfig = None;
+        }
         let (atx, arx) = oneshot::channel();
         let (tx, _) = broadcast::channel(1024);
         let job = Arc::new(Job {

@@ -461,7 +461,7 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
 
     // a rule refuses at once: 409, and the cluster stays unknown
     let orphan = json!({"api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
-                        "host_cluster": "cluster-nohost"})
+                        "host_cluster": "cluster-nohost", "vcluster": {"https_node_port": "31443"}})
     .to_string();
     let v =
         http("POST", &one("cluster-orphan"), Some(&admin), Some(&orphan)).error(409, "CONFLICT");
