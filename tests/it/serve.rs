@@ -924,7 +924,15 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
     .ok();
     let admin = account(&mgmt, "api-admin").await;
     allow(&mgmt, "api-admin").await;
-    let mut a = Server::start(&bed, &mgmt_kc);
+    let mut a = Server::start_with(
+        &bed,
+        &mgmt_kc,
+        &[
+            "--insecure-plain-http",
+            "--max-concurrent-registrations",
+            "1",
+        ],
+    );
     let b = Server::start(&bed, &mgmt_kc);
     let body = json!({
         "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
@@ -940,6 +948,14 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
     );
     assert_eq!(r.status, 200, "{}\n{}", r.body, a.log());
     assert_eq!(r.json()["state"], "Registering");
+    // its one registration slot is taken: another register is refused at once
+    let r = http(
+        "POST",
+        &format!("{}/api/v1/clusters/ha-host", a.url),
+        Some(&admin),
+        Some(&crate::physical_spec("ha-host", "host", &host, json!({}))),
+    );
+    r.error(429, "TOO_MANY_REGISTRATIONS");
     // and dies in the middle (SIGKILL: no chance to release its Lease)
     a.child.kill().expect("kill replica a");
     let _ = a.child.wait();
