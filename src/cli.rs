@@ -90,6 +90,45 @@ pub enum Command {
     Completion(CompletionArgs),
     /// Print the plugin's version, git commit and Kubernetes API version.
     Version(VersionArgs),
+    /// Serve the Nautes cluster API (register and destroy over HTTP).
+    ///
+    /// Example: kubectl nautes serve --tls-cert-file tls.crt --tls-private-key-file tls.key
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        visible_alias = "address",
+        default_value = "0.0.0.0:8443",
+        value_name = "ADDR:PORT"
+    )]
+    pub listen: String,
+    /// PEM certificate chain of the server.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the server.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Serve plain HTTP without TLS (tokens cross the network in clear). Insecure.
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_private_key_file"])]
+    pub insecure_plain_http: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Registrations and destroys running at once; more are refused (429).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_concurrent_registrations: usize,
+    /// Longest time a request with ?wait=true waits before it answers 202.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_wait: Duration,
+    /// How long a registration waits for readiness (register --timeout).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub charts: ChartArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

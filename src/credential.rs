@@ -93,6 +93,29 @@ impl Credential {
     }
 }
 
+impl Credential {
+    /// A kubeconfig (JSON) for `server` with this token and CA: for a
+    /// spec that must carry one (the HTTP API's takeover of a registration
+    /// continues from the minted credential).
+    pub fn kubeconfig(&self, name: &str, server: &str) -> String {
+        let mut cluster = serde_json::json!({"server": server});
+        if let Some(ca) = &self.ca_data {
+            cluster["certificate-authority-data"] = serde_json::json!(ca);
+        }
+        if self.insecure {
+            cluster["insecure-skip-tls-verify"] = serde_json::json!(true);
+        }
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": name, "cluster": cluster}],
+            "users": [{"name": name, "user": {"token": self.token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        })
+        .to_string()
+    }
+}
+
 fn token_secrets() -> ListParams {
     ListParams::default().labels(&format!("{CREDENTIAL_LABEL}={CREDENTIAL_ACCOUNT}"))
 }

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod render;
+pub mod serve;
 pub mod spec;
 
 use cli::{Cli, Command};
@@ -55,5 +56,6 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<()> {
         Command::RotateCredentials(a) => commands::info::rotate(ctx, a).await,
         Command::Completion(a) => commands::info::completion(a),
         Command::Version(a) => commands::info::version(a),
+        Command::Serve(a) => serve::run(&ctx.global, a).await,
     }
 }

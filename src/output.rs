@@ -40,6 +40,8 @@ pub struct Progress {
     /// On a terminal: a status line redrawn under the log lines.
     live: Option<Arc<Live>>,
     ticker: Option<std::thread::JoinHandle<()>>,
+    /// Receives every event as the JSON object `--progress=json` prints.
+    sink: Option<Box<dyn Fn(serde_json::Value) + Send + Sync>>,
 }
 
 /// The live status line: a spinner, the elapsed time, the current step and
@@ -104,7 +106,19 @@ impl Progress {
             lock: Mutex::new(()),
             live,
             ticker,
+            sink: None,
         }
+    }
+
+    /// Progress that hands every event, as `--progress=json` prints it, to
+    /// `sink` instead of printing it (the HTTP server streams them).
+    pub fn to_sink(
+        verbosity: u8,
+        sink: impl Fn(serde_json::Value) + Send + Sync + 'static,
+    ) -> Self {
+        let mut p = Self::new(ProgressMode::None, verbosity);
+        p.sink = Some(Box::new(sink));
+        p
     }
 
     /// Sets the live status line (a terminal only; elsewhere a no-op).
@@ -123,6 +137,12 @@ impl Progress {
     fn emit(&self, level: &str, step: &str, message: &str) {
         let _guard = self.lock.lock();
         let elapsed = self.start.elapsed().as_secs_f64();
+        if let Some(sink) = &self.sink {
+            sink(
+                json!({"time": crate::registry::now(), "elapsed": (elapsed * 1000.0).round() / 1000.0, "level": level, "step": step, "message": message}),
+            );
+            return;
+        }
         let mut err = std::io::stderr().lock();
         match self.mode {
             ProgressMode::None => {}

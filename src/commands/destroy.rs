@@ -414,3 +414,65 @@ async fn host_in_use(registry: &Registry, name: &str, usage: Usage) -> Result<()
         virtuals.join(", ")
     )))
 }
+
+/// What `run` does, for a name and without printing; used by `serve`.
+/// Emits a progress event of step "lock" once the Lease is held.
+pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<()> {
+    if !crate::spec::is_dns1123_label(name) {
+        return Err(Error::invalid(format!(
+            "NAME: {name:?} is not a valid cluster name; valid: a DNS-1123 label (lowercase letters, digits and '-', at most 63)"
+        )));
+    }
+    let p = &ctx.progress;
+    let registry = ctx.registry().await?;
+    let Some(mut record) = registry.get(name).await? else {
+        return Err(Error::refused(format!(
+            "cluster {name} is not registered in the management cluster (namespace {})",
+            registry.namespace
+        )));
+    };
+    let spec = record.spec.clone();
+    if spec.usage == Usage::Host {
+        let virtuals = registry.virtuals_of(&spec.name).await?;
+        if !virtuals.is_empty() {
+            return Err(Error::refused(format!(
+                "host cluster {} is referenced by virtual cluster(s) {}; destroy them first (--force does not override this)",
+                spec.name,
+                virtuals.join(", ")
+            )));
+        }
+    }
+    let apps = registry
+        .applications_targeting(&spec.name, &spec.api_server)
+        .await?;
+    if !apps.is_empty() {
+        if args.force {
+            p.warn(
+                "preflight",
+                format!(
+                    "--force: {} Argo CD Application(s) still deploy to it: {}",
+                    apps.len(),
+                    apps.join(", ")
+                ),
+            );
+        } else {
+            return Err(Error::refused(format!(
+                "cluster {} still receives deployments from {} Argo CD Application(s) in the management cluster: {}; remove them first, or pass --force",
+                spec.name,
+                apps.len(),
+                apps.join(", ")
+            )));
+        }
+    }
+    let lock = registry.lock(&spec.name, &ctx.locks).await?;
+    p.info(
+        "lock",
+        format!("Lease {}/lock-{} held", registry.namespace, spec.name),
+    );
+    let result = match host_in_use(&registry, &spec.name, spec.usage).await {
+        Ok(()) => destroy_locked(ctx, args, &registry, &mut record, false).await,
+        Err(e) => Err(e),
+    };
+    lock.release().await;
+    result.map(|_| ())
+}

@@ -248,6 +248,10 @@ pub async fn register_spec(
     let registry = &clusters.registry;
     registry.ensure_namespace(&registry.namespace).await?;
     let lock = registry.lock(&spec.name, &ctx.locks).await?;
+    ctx.progress.info(
+        "lock",
+        format!("Lease {}/lock-{} held", registry.namespace, spec.name),
+    );
     // a virtual worker holds its host too, so the host cannot be destroyed
     // between the checks below and the virtual worker's record
     let host_lock = match &spec.host_cluster {

@@ -12,6 +12,7 @@ mod krew;
 mod locks;
 mod ownership;
 mod physical;
+mod serve;
 mod smoke;
 mod specs;
 mod testbed;
