@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::spec::{ClusterSpec, ClusterType, Usage, WorkerType};
+use crate::spec::{ClusterSpec, ClusterType, ComponentOverride, Usage, WorkerType};
 
 /// The catalog shipped with the plugin (charts/catalog.yaml).
 pub const CATALOG_YAML: &str = include_str!("../charts/catalog.yaml");
@@ -108,18 +108,58 @@ pub struct Plan {
 
 /// The targets a spec is installed into, in order.
 pub fn targets_for(spec: &ClusterSpec) -> Vec<Target> {
-    match (spec.cluster_type, spec.usage) {
+    targets_of(spec.cluster_type, spec.usage)
+}
+
+/// The targets of a kind of cluster, in order.
+pub fn targets_of(cluster_type: ClusterType, usage: Usage) -> Vec<Target> {
+    match (cluster_type, usage) {
         (_, Usage::Host) => vec![Target::Host],
         (ClusterType::Physical, Usage::Worker) => vec![Target::PhysicalWorker],
         (ClusterType::Virtual, Usage::Worker) => vec![Target::VirtualHost, Target::VirtualWorker],
     }
 }
 
+/// What decides a plan: the cluster's name and kind and its componentsList.
+/// Known before the spec is complete, so that validation can plan too.
+pub struct PlanInput<'a> {
+    pub name: &'a str,
+    pub cluster_type: ClusterType,
+    pub usage: Usage,
+    pub worker_type: Option<WorkerType>,
+    pub components: &'a BTreeMap<String, ComponentOverride>,
+}
+
 /// Builds the plan of a spec from a catalog. Pure.
 pub fn plan(spec: &ClusterSpec, catalog: &Catalog) -> Result<Plan> {
-    let worker_type = spec.worker_type.unwrap_or(WorkerType::Deployment);
+    let stages = stages(
+        &PlanInput {
+            name: &spec.name,
+            cluster_type: spec.cluster_type,
+            usage: spec.usage,
+            worker_type: spec.worker_type,
+            components: &spec.components,
+        },
+        catalog,
+    );
+    if stages.iter().all(|s| s.components.is_empty()) {
+        return Err(Error::internal(format!(
+            "the catalog has no component for cluster {}",
+            spec.name
+        )));
+    }
+    Ok(Plan {
+        cluster: spec.name.clone(),
+        stages,
+    })
+}
+
+/// The stages of a plan: per target, its components in order, each in its
+/// namespace (the catalog's, or the componentsList override). Pure.
+pub fn stages(input: &PlanInput<'_>, catalog: &Catalog) -> Vec<Stage> {
+    let worker_type = input.worker_type.unwrap_or(WorkerType::Deployment);
     let mut stages = Vec::new();
-    for target in targets_for(spec) {
+    for target in targets_of(input.cluster_type, input.usage) {
         let mut entries: Vec<&CatalogEntry> = catalog
             .components
             .iter()
@@ -135,16 +175,16 @@ pub fn plan(spec: &ClusterSpec, catalog: &Catalog) -> Result<Plan> {
         entries.sort_by(|a, b| a.order.cmp(&b.order).then(a.name.cmp(&b.name)));
         let mut components = Vec::new();
         for e in entries {
-            let over = spec.components.get(&e.category);
+            let over = input.components.get(&e.category);
             let namespace = match over.and_then(|o| o.namespace.clone()) {
                 Some(ns) => ns,
-                None => e.namespace.replace("{{ cluster.name }}", &spec.name),
+                None => e.namespace.replace("{{ cluster.name }}", input.name),
             };
             components.push(Component {
                 name: e.name.clone(),
                 category: e.category.clone(),
                 chart: e.chart.clone(),
-                release: e.release.replace("{{ cluster.name }}", &spec.name),
+                release: e.release.replace("{{ cluster.name }}", input.name),
                 namespace,
                 values: e.values.clone(),
                 additions: over.map(|o| o.additions.clone()).unwrap_or_default(),
@@ -164,14 +204,85 @@ pub fn plan(spec: &ClusterSpec, catalog: &Catalog) -> Result<Plan> {
             manifests,
         });
     }
-    if stages.iter().all(|s| s.components.is_empty()) {
-        return Err(Error::internal(format!(
-            "the catalog has no component for cluster {}",
-            spec.name
-        )));
+    stages
+}
+
+/// Namespaces that no component may take, and no virtual worker as its name
+/// (a virtual worker's name is its namespace in the host): Kubernetes' own,
+/// and the plugin's (the credential lives in nautes-system).
+pub const RESERVED_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "default",
+    "nautes-system",
+];
+
+/// Whether a namespace is one of [`RESERVED_NAMESPACES`].
+pub fn is_reserved_namespace(name: &str) -> bool {
+    RESERVED_NAMESPACES.contains(&name)
+}
+
+/// A namespace given in componentsList that another component installed
+/// into the same cluster also takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedNamespace {
+    /// The category whose namespace was given (camelCase).
+    pub category: String,
+    pub namespace: String,
+    /// The other component, by name.
+    pub other: String,
+}
+
+/// The namespaces given in componentsList that another component of the
+/// same stage (the same cluster) takes too, one per category. Pure.
+pub fn shared_namespaces(
+    stages: &[Stage],
+    overrides: &BTreeMap<String, ComponentOverride>,
+) -> Vec<SharedNamespace> {
+    let mut found: BTreeMap<String, SharedNamespace> = BTreeMap::new();
+    for stage in stages {
+        for c in &stage.components {
+            let given = overrides
+                .get(&c.category)
+                .is_some_and(|o| o.namespace.is_some());
+            if !given || found.contains_key(&c.category) {
+                continue;
+            }
+            let other = stage
+                .components
+                .iter()
+                .find(|o| o.category != c.category && o.namespace == c.namespace);
+            if let Some(other) = other {
+                found.insert(
+                    c.category.clone(),
+                    SharedNamespace {
+                        category: c.category.clone(),
+                        namespace: c.namespace.clone(),
+                        other: other.name.clone(),
+                    },
+                );
+            }
+        }
     }
-    Ok(Plan {
-        cluster: spec.name.clone(),
-        stages,
-    })
+    found.into_values().collect()
+}
+
+/// The namespaces a host's own components take in it, with the component
+/// and the field that sets each (`componentsList.<category>.namespace`).
+/// A virtual worker on the host must not be named after one of them. Pure.
+pub fn host_namespaces(host: &ClusterSpec, catalog: &Catalog) -> Vec<(String, String, String)> {
+    let stages = plan(host, catalog).map(|p| p.stages).unwrap_or_default();
+    stages
+        .iter()
+        .filter(|s| s.target == Target::Host)
+        .flat_map(|s| &s.components)
+        .map(|c| {
+            (
+                c.namespace.clone(),
+                c.name.clone(),
+                format!("componentsList.{}.namespace", c.category),
+            )
+        })
+        .collect()
 }

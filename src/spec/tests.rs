@@ -998,7 +998,7 @@ fn invalid_fixtures_match_their_expected_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // the exact number, so that a deleted fixture fails (as tests/it/specs.rs)
-    assert_eq!(checked, 69, "tests/specs/invalid: {checked} fixtures");
+    assert_eq!(checked, 72, "tests/specs/invalid: {checked} fixtures");
 }
 
 #[test]

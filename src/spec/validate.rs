@@ -10,7 +10,8 @@
 //!   `host_cluster`, what kind of cluster it is;
 //! - `domains`: `primary_domain` and `argocd_host`;
 //! - `ports`: `traefik`, `vcluster` and the node ports of a physical cluster;
-//! - `components`: `componentsList`.
+//! - `components`: `componentsList`, and namespaces that two components
+//!   of the plan would share.
 //!
 //! Shared readers (a required field, a string, one of a set of values, a
 //! nested mapping) are in `place`. Every problem is reported, in the order
@@ -36,6 +37,10 @@ pub(crate) const DOCUMENT: &str = "(document)";
 
 pub(crate) const DOCUMENT_VALID: &str = "a mapping of cluster fields such as api_server, cluster_type and usage, or a kind: Cluster resource";
 const NAME_VALID: &str = "a DNS-1123 label: 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit";
+/// What a cluster name or component namespace must not be (see
+/// `plan::RESERVED_NAMESPACES`).
+const NOT_RESERVED: &str =
+    "other than kube-system, kube-public, kube-node-lease, default and nautes-system";
 
 /// The cluster's fields (the flat document, or `spec` of the upstream
 /// form). The last three are upstream Nautes fields this tool does not use.
@@ -98,8 +103,11 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
     let traefik_given = ports::traefik(ctx, spec, cluster_type);
     let vcluster = ports::vcluster(ctx, spec, cluster_type, api.as_ref());
     let kubeconfig = access::kubeconfig(ctx, spec, cluster_type, api_text.as_deref());
-    let (components, gateway_ports) = components::components_list(ctx, spec);
-    let traefik = ports::physical_node_ports(ctx, spec, cluster_type, traefik_given, gateway_ports);
+    let list = components::components_list(ctx, spec);
+    let kind = cluster_type.zip(usage);
+    components::shared_namespaces(ctx, &list, name.as_deref(), kind, worker_type);
+    let traefik =
+        ports::physical_node_ports(ctx, spec, cluster_type, traefik_given, list.gateway_ports);
 
     if !ctx.errors.is_empty() {
         return None;
@@ -116,7 +124,7 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
         argocd_host,
         traefik,
         vcluster,
-        components,
+        components: list.overrides,
         kubeconfig,
         kubeconfig_access: std::mem::take(&mut ctx.kubeconfig_access),
     })

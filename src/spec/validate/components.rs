@@ -9,9 +9,11 @@ use super::super::fields::{
 };
 use super::super::net::is_dns1123_label;
 use super::super::tree::{Node, SNode, position};
-use super::NAME_VALID;
-use super::place::{Place, no_hint, sub_mapping, wrong_type};
+use super::super::{ClusterType, Usage, WorkerType};
+use super::place::{Place, no_hint, reject, sub_mapping, wrong_type};
 use super::ports::{GatewayPorts, node_port};
+use super::{NAME_VALID, NOT_RESERVED};
+use crate::plan::{self, Catalog, PlanInput, is_reserved_namespace};
 
 /// Component categories as upstream Nautes names them. The last two are
 /// upstream categories this tool does not install; they are ignored.
@@ -46,17 +48,25 @@ static COMPONENT: &[FieldDef] = &[
     field("additions", "additions"),
 ];
 
+/// What `componentsList` gives: the overrides keyed by the category in
+/// camelCase, the node ports given in the gateway's additions, and where
+/// each category's namespace is given (its value and path).
+pub(super) struct Components<'a> {
+    pub overrides: BTreeMap<String, ComponentOverride>,
+    pub gateway_ports: GatewayPorts<'a>,
+    pub namespaces: BTreeMap<String, (&'a SNode, String)>,
+}
+
 /// `componentsList`: a mapping from a component category to its
-/// overrides, keyed by the category in camelCase. Returns them and the
-/// node ports given in the gateway's additions.
-pub(super) fn components_list<'a>(
-    ctx: &mut Ctx<'_>,
-    spec: &Place<'a>,
-) -> (BTreeMap<String, ComponentOverride>, GatewayPorts<'a>) {
-    let mut components = BTreeMap::new();
-    let mut gateway_ports = [None, None];
+/// overrides.
+pub(super) fn components_list<'a>(ctx: &mut Ctx<'_>, spec: &Place<'a>) -> Components<'a> {
+    let mut out = Components {
+        overrides: BTreeMap::new(),
+        gateway_ports: [None, None],
+        namespaces: BTreeMap::new(),
+    };
     let Some(list) = spec.fields.get("components_list") else {
-        return (components, gateway_ports);
+        return out;
     };
     if list.value.value.as_map().is_none() {
         let valid = format!(
@@ -64,34 +74,72 @@ pub(super) fn components_list<'a>(
             field_list(CATEGORIES, true)
         );
         wrong_type(ctx, list, "a mapping", &valid);
-        return (components, gateway_ports);
+        return out;
     }
     let categories = read_fields(ctx, list.value, CATEGORIES, &list.path, true, &no_hint);
     for def in CATEGORIES.iter().filter(|d| !d.ignored) {
         if categories.get(def.snake).is_none() {
             continue;
         }
-        let (over, ports) = component(ctx, &categories, def);
+        let (over, ports, namespace_at) = component(ctx, &categories, def);
         if def.snake == "gateway" {
-            gateway_ports = ports;
+            out.gateway_ports = ports;
+        }
+        if let Some(at) = namespace_at {
+            out.namespaces.insert(def.camel.to_owned(), at);
         }
         if let Some(over) = over {
-            components.insert(def.camel.to_owned(), over);
+            out.overrides.insert(def.camel.to_owned(), over);
         }
     }
-    (components, gateway_ports)
+    out
 }
 
+/// A namespace given in `componentsList` that another component installed
+/// into the same cluster takes too (by default or as given): reported at
+/// the namespace given. Needs the kind of cluster, which decides the plan.
+pub(super) fn shared_namespaces(
+    ctx: &mut Ctx<'_>,
+    list: &Components<'_>,
+    name: Option<&str>,
+    kind: Option<(ClusterType, Usage)>,
+    worker_type: Option<WorkerType>,
+) {
+    let (Some((cluster_type, usage)), Ok(catalog)) = (kind, Catalog::builtin()) else {
+        return;
+    };
+    let input = PlanInput {
+        name: name.unwrap_or_default(),
+        cluster_type,
+        usage,
+        worker_type,
+        components: &list.overrides,
+    };
+    let stages = plan::stages(&input, &catalog);
+    for shared in plan::shared_namespaces(&stages, &list.overrides) {
+        if let Some((node, path)) = list.namespaces.get(&shared.category) {
+            let problem = format!(
+                "is the namespace of {} in the same cluster; valid: a namespace no other component uses",
+                shared.other
+            );
+            reject(ctx, node, path, &problem);
+        }
+    }
+}
+
+/// Where a namespace is given: its value and path.
+type At<'a> = (&'a SNode, String);
+
 /// One component category: a mapping of `name`, `namespace` and
-/// `additions`. Returns its override and, for the gateway, the node ports
-/// found in its additions.
+/// `additions`. Returns its override, for the gateway the node ports found
+/// in its additions, and where a valid namespace was given.
 fn component<'a>(
     ctx: &mut Ctx<'_>,
     categories: &Fields<'a>,
     def: &FieldDef,
-) -> (Option<ComponentOverride>, GatewayPorts<'a>) {
+) -> (Option<ComponentOverride>, GatewayPorts<'a>, Option<At<'a>>) {
     let Some(place) = sub_mapping(ctx, categories, def.snake, COMPONENT) else {
-        return (None, [None, None]);
+        return (None, [None, None], None);
     };
     let mut over = ComponentOverride {
         name: component_name(ctx, &place, def),
@@ -102,7 +150,12 @@ fn component<'a>(
         Some(entry) => additions(ctx, entry, def.snake == "gateway", &mut over.additions),
         None => [None, None],
     };
-    (Some(over), ports)
+    let namespace_at = over
+        .namespace
+        .as_ref()
+        .and(place.fields.get("namespace"))
+        .map(|e| (e.value, e.path.clone()));
+    (Some(over), ports, namespace_at)
 }
 
 /// A component's `name`: only the one supported component of its category.
@@ -125,13 +178,16 @@ fn component_name(ctx: &mut Ctx<'_>, place: &Place<'_>, def: &FieldDef) -> Optio
     None
 }
 
-/// A component's `namespace`: a DNS-1123 label.
+/// A component's `namespace`: a DNS-1123 label, not a reserved namespace.
 fn component_namespace(ctx: &mut Ctx<'_>, place: &Place<'_>) -> Option<String> {
     let (ns, node) = place.text(ctx, "namespace", NAME_VALID)?;
-    if is_dns1123_label(&ns) {
+    let problem = if !is_dns1123_label(&ns) {
+        format!("is not a valid namespace; valid: {NAME_VALID}")
+    } else if is_reserved_namespace(&ns) {
+        format!("is reserved; valid: a DNS-1123 label {NOT_RESERVED}")
+    } else {
         return Some(ns);
-    }
-    let problem = format!("is not a valid namespace; valid: {NAME_VALID}");
+    };
     place.reject(ctx, "namespace", node, &problem);
     None
 }

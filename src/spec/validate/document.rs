@@ -9,11 +9,20 @@
 use super::super::fields::{Ctx, Entry, FieldDef, field, ignored, quote, read_fields};
 use super::super::net::is_dns1123_label;
 use super::super::tree::SNode;
-use super::place::{Place, no_hint, sub_mapping, wrong_type};
-use super::{NAME_VALID, SPEC};
+use super::place::{Place, no_hint, reject, sub_mapping, wrong_type};
+use super::{NAME_VALID, NOT_RESERVED, SPEC};
+use crate::plan::is_reserved_namespace;
 
 const API_VERSION: &str = "nautes.resource.nautes.io/v1alpha1";
 const KIND: &str = "Cluster";
+
+/// What is wrong with a cluster name that is a namespace of Kubernetes or
+/// of the plugin (a virtual worker's name is its namespace in the host).
+fn reserved_name() -> String {
+    format!(
+        "is reserved (a virtual worker's name is its namespace in the host); valid: a DNS-1123 label {NOT_RESERVED}"
+    )
+}
 
 static TOP_UPSTREAM: &[FieldDef] = &[
     field("api_version", "apiVersion"),
@@ -74,6 +83,10 @@ impl<'a> DocName<'a> {
                 &entry.path,
                 format!("{shown} is not a valid name; valid: {NAME_VALID}"),
             );
+            return;
+        }
+        if is_reserved_namespace(&text) {
+            reject(ctx, entry.value, &entry.path, &reserved_name());
             return;
         }
         match &self.value {
@@ -227,6 +240,15 @@ fn name_from_arg(ctx: &mut Ctx<'_>, arg: &str, doc: &DocName<'_>) -> Option<Stri
                 quote(arg)
             ),
         );
+        return None;
+    }
+    if is_reserved_namespace(arg) {
+        let message = format!(
+            "{} (given on the command line) {}",
+            quote(arg),
+            reserved_name()
+        );
+        ctx.at((1, 1), "name", message);
         return None;
     }
     if let Some((in_file, node, path)) = &doc.value
