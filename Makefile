@@ -30,6 +30,7 @@ lint:
 
 ## test: formatting, lints, unit tests, and integration tests against the test bed
 test: testbed lint
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	INSTA_UPDATE=no NAUTES_TESTBED_BIN=$$(cat $(BIN_FILE)) NAUTES_TESTBED_LAUNCHER=$(CURDIR)/$(LAUNCHER) \
 	  $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
