@@ -20,8 +20,10 @@ pub async fn dry_run(
     set: &ApplySet,
     stage: &Stage,
     opts: &StageOptions<'_>,
-    planned: Planned,
+    mut planned: Planned,
 ) -> Result<StageReport> {
+    // as the install would send them: owned by their Namespace
+    super::run::set_namespace_owners(cluster, &mut planned.manifests).await?;
     let existing = namespaces(cluster).await?;
     let kinds = &planned.kinds;
     let can_dry_run = |m: &Manifest| {

@@ -96,7 +96,7 @@ impl<'a> Run<'a> {
         for phase in [Phase::Namespaces, Phase::ClusterScoped, Phase::Namespaced] {
             if phase == Phase::ClusterScoped {
                 // the Namespace exists now: its uid is the binding's owner
-                self.set_namespace_owners().await?;
+                set_namespace_owners(self.cluster, &mut self.planned.manifests).await?;
             }
             let objs: Vec<&Manifest> = self
                 .in_phase(phase)
@@ -138,7 +138,7 @@ impl<'a> Run<'a> {
     pub async fn apply_objects(&mut self) -> Result<()> {
         self.apply_phase(Phase::Namespaces, "Namespaces").await?;
         // the Namespaces exist now: owners can be set
-        self.set_namespace_owners().await?;
+        set_namespace_owners(self.cluster, &mut self.planned.manifests).await?;
         self.apply_phase(Phase::ClusterScoped, "cluster-scoped objects")
             .await?;
         self.apply_phase(Phase::Namespaced, "namespaced objects")
@@ -381,29 +381,6 @@ impl<'a> Run<'a> {
             })
             .collect()
     }
-
-    /// Sets the ownerReference of objects annotated OWNER_NAMESPACE.
-    async fn set_namespace_owners(&mut self) -> Result<()> {
-        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-            kube::Api::all(self.cluster.client.clone());
-        for m in self.planned.manifests.iter_mut() {
-            let Some(ns) = m.object["metadata"]["annotations"][OWNER_NAMESPACE]
-                .as_str()
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let got = crate::k8s::retry(|| api.get_opt(&ns))
-                .await
-                .map_err(|e| self.cluster.err(e))?;
-            if let Some(uid) = got.and_then(|n| n.metadata.uid) {
-                m.object["metadata"]["ownerReferences"] = serde_json::json!([{
-                    "apiVersion": "v1", "kind": "Namespace", "name": ns, "uid": uid,
-                }]);
-            }
-        }
-        Ok(())
-    }
 }
 
 fn outcome_word(o: Outcome) -> &'static str {
@@ -463,4 +440,28 @@ pub fn tally(applied: &[Applied], changes: &mut Changes, changed: &mut Vec<Chang
             component: a.component.clone(),
         });
     }
+}
+
+/// Sets the ownerReference of objects annotated OWNER_NAMESPACE to their
+/// Namespace, where it exists (reads only).
+pub async fn set_namespace_owners(cluster: &Cluster, manifests: &mut [Manifest]) -> Result<()> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(cluster.client.clone());
+    for m in manifests.iter_mut() {
+        let Some(ns) = m.object["metadata"]["annotations"][OWNER_NAMESPACE]
+            .as_str()
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let got = crate::k8s::retry(|| api.get_opt(&ns))
+            .await
+            .map_err(|e| cluster.err(e))?;
+        if let Some(uid) = got.and_then(|n| n.metadata.uid) {
+            m.object["metadata"]["ownerReferences"] = serde_json::json!([{
+                "apiVersion": "v1", "kind": "Namespace", "name": ns, "uid": uid,
+            }]);
+        }
+    }
+    Ok(())
 }
