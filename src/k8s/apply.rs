@@ -192,7 +192,7 @@ pub async fn apply_one(
     let what = describe(m.kind(), ns, &name);
     let obj = match result {
         Ok(o) => o,
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason != crate::registry::LOCK_LOST => {
             return Err(Error::new(
                 ExitCode::ApiFailed,
                 format!(

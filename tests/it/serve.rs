@@ -959,8 +959,9 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
     // and dies in the middle (SIGKILL: no chance to release its Lease)
     a.child.kill().expect("kill replica a");
     let _ = a.child.wait();
-    // replica b takes it over once the Lease expires
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    // replica b takes it over once the Lease expires (15 s) and has been
+    // watched unchanged for its duration (15 s more), then runs the register
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while !b.log().contains("\"msg\":\"takeover\"") || !b.log().contains("taken over") {
         assert!(
             std::time::Instant::now() < deadline,
