@@ -29,60 +29,8 @@ pub struct DestroyResult {
 }
 
 pub async fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<()> {
-    if !crate::spec::is_dns1123_label(&args.name) {
-        return Err(Error::invalid(format!(
-            "NAME: {:?} is not a valid cluster name; valid: a DNS-1123 label (lowercase letters, digits and '-', at most 63)",
-            args.name
-        )));
-    }
-    let p = &ctx.progress;
-    let registry = ctx.registry().await?;
-    registry.cluster.version().await?;
-    let Some(mut record) = registry.get(&args.name).await? else {
-        return Err(Error::new(
-            ExitCode::Refused,
-            format!(
-                "cluster {} is not registered in the management cluster (namespace {})",
-                args.name, registry.namespace
-            ),
-        ));
-    };
     let dry = args.dry_run != DryRun::None;
-    let spec = record.spec.clone();
-
-    // order rules, checked before any change
-    host_in_use(&registry, &spec.name, spec.usage).await?;
-    let apps = registry
-        .applications_targeting(&spec.name, &spec.api_server)
-        .await?;
-    if !apps.is_empty() {
-        if args.force {
-            p.warn(
-                "preflight",
-                format!(
-                    "--force: {} Argo CD Application(s) still deploy to it: {}",
-                    apps.len(),
-                    apps.join(", ")
-                ),
-            );
-        } else {
-            return Err(Error::refused(format!(
-                "cluster {} still receives deployments from {} Argo CD Application(s) in the management cluster: {}; remove them first, or pass --force",
-                spec.name,
-                apps.len(),
-                apps.join(", ")
-            )));
-        }
-    }
-    let lock = registry.lock(&spec.name, &ctx.locks).await?;
-    // again under the lock: a virtual worker registering holds its host's
-    // lock until its record is saved
-    let result = match host_in_use(&registry, &spec.name, spec.usage).await {
-        Ok(()) => destroy_locked(ctx, args, &registry, &mut record, dry).await,
-        Err(e) => Err(e),
-    };
-    lock.release().await;
-    let result = result?;
+    let result = destroy_name(ctx, &args.name, args).await?;
     match args.output {
         Some(f @ (OutputFormat::Yaml | OutputFormat::Json)) => print_value(&result, f)?,
         _ => {
@@ -415,9 +363,10 @@ async fn host_in_use(registry: &Registry, name: &str, usage: Usage) -> Result<()
     )))
 }
 
-/// What `run` does, for a name and without printing; used by `serve`.
-/// Emits a progress event of step "lock" once the Lease is held.
-pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<()> {
+/// Destroys registered cluster `name` as `args` say, without printing: the
+/// order rules, the lock (a progress event of step "lock" once it is held),
+/// the removal. The front ends (command line, HTTP API) call this.
+pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<DestroyResult> {
     if !crate::spec::is_dns1123_label(name) {
         return Err(Error::invalid(format!(
             "NAME: {name:?} is not a valid cluster name; valid: a DNS-1123 label (lowercase letters, digits and '-', at most 63)"
@@ -425,23 +374,21 @@ pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<(
     }
     let p = &ctx.progress;
     let registry = ctx.registry().await?;
+    registry.cluster.version().await?;
     let Some(mut record) = registry.get(name).await? else {
-        return Err(Error::refused(format!(
-            "cluster {name} is not registered in the management cluster (namespace {})",
-            registry.namespace
-        )));
+        return Err(Error::new(
+            ExitCode::Refused,
+            format!(
+                "cluster {} is not registered in the management cluster (namespace {})",
+                name, registry.namespace
+            ),
+        ));
     };
+    let dry = args.dry_run != DryRun::None;
     let spec = record.spec.clone();
-    if spec.usage == Usage::Host {
-        let virtuals = registry.virtuals_of(&spec.name).await?;
-        if !virtuals.is_empty() {
-            return Err(Error::refused(format!(
-                "host cluster {} is referenced by virtual cluster(s) {}; destroy them first (--force does not override this)",
-                spec.name,
-                virtuals.join(", ")
-            )));
-        }
-    }
+
+    // order rules, checked before any change
+    host_in_use(&registry, &spec.name, spec.usage).await?;
     let apps = registry
         .applications_targeting(&spec.name, &spec.api_server)
         .await?;
@@ -469,10 +416,12 @@ pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<(
         "lock",
         format!("Lease {}/lock-{} held", registry.namespace, spec.name),
     );
+    // again under the lock: a virtual worker registering holds its host's
+    // lock until its record is saved
     let result = match host_in_use(&registry, &spec.name, spec.usage).await {
-        Ok(()) => destroy_locked(ctx, args, &registry, &mut record, false).await,
+        Ok(()) => destroy_locked(ctx, args, &registry, &mut record, dry).await,
         Err(e) => Err(e),
     };
     lock.release().await;
-    result.map(|_| ())
+    result
 }
