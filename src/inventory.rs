@@ -11,7 +11,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::k8s::apply::{FIELD_MANAGER, ObjectKey};
 use crate::k8s::{Cluster, Kind, Kinds, retry};
 use crate::kinds::split_group_kind;
@@ -268,21 +268,45 @@ impl ApplySet {
             .map(|k| k.2.as_str())
             .collect();
         // one list per CRD, all at once (a LIST of a new CRD can wait for its
-        // watch cache, so one after the other adds up)
-        let lists = futures::future::join_all(crds.into_iter().filter_map(|crd| {
-            // plural.group
-            let (plural, group) = crd.split_once('.')?;
-            let resources = kinds.group_resources(group)?;
-            let (ar, _) = resources.into_iter().find(|(ar, _)| ar.plural == plural)?;
-            Some(async move {
-                let api: kube::Api<kube::api::DynamicObject> =
-                    kube::Api::all_with(cluster.client.clone(), &ar);
-                let lp = ListParams::default();
-                let list = retry(|| api.list_metadata(&lp))
-                    .await
-                    .map_err(|e| cluster.err(e))?;
-                Ok::<_, crate::error::Error>((ar, list.items))
-            })
+        // watch cache, so one after the other adds up). Fail closed: a CRD
+        // whose resource discovery does not show, or whose list fails, is
+        // named as not checked, never taken as empty.
+        let mut resolved = Vec::new();
+        for crd in crds {
+            let found = crd.split_once('.').and_then(|(plural, group)| {
+                kinds
+                    .group_resources(group)?
+                    .into_iter()
+                    .find(|(ar, _)| ar.plural == plural)
+            });
+            match found {
+                Some((ar, _)) => resolved.push((crd, ar)),
+                None => {
+                    return Err(Error::new(
+                        crate::error::ExitCode::Unreachable,
+                        format!(
+                            "{}: could not check the custom resources of CRD {crd} (a safety check before deleting it; --force skips it): the API server's discovery does not list its resource (is the CRD Established?)",
+                            cluster.label
+                        ),
+                    ));
+                }
+            }
+        }
+        let lists = futures::future::join_all(resolved.into_iter().map(|(crd, ar)| async move {
+            let api: kube::Api<kube::api::DynamicObject> =
+                kube::Api::all_with(cluster.client.clone(), &ar);
+            let lp = ListParams::default();
+            let list = retry(|| api.list_metadata(&lp)).await.map_err(|e| {
+                let e = cluster.err(e);
+                Error::new(
+                    e.code,
+                    format!(
+                        "{}: could not check the custom resources of CRD {crd} (a safety check before deleting it; --force skips it): {}",
+                        cluster.label, e.message
+                    ),
+                )
+            })?;
+            Ok::<_, Error>((ar, list.items))
         }))
         .await;
         let mut out = Vec::new();

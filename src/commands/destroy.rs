@@ -64,126 +64,157 @@ async fn destroy_locked(
     let spec = record.spec.clone();
     let mut deleted = Vec::new();
     // a physical cluster is reached with the credential the management
-    // cluster holds, or, when a register stopped before minting one, with the
-    // kubeconfig of the spec given with -f
+    // cluster holds, or, when there is none (a register stopped before
+    // minting one) or the cluster rejects it, with the kubeconfig of the spec
+    // given with -f
     let physical_access = if spec.cluster_type == ClusterType::Physical {
-        let mut access = clusters::runtime(
+        let access = clusters::runtime(
             registry,
             &spec.name,
             &spec.api_server,
             ctx.connect_options(),
         )
         .await;
-        if matches!(access, Access::Unknown) {
-            if let Some(file) = &args.filename {
-                let given = super::load_spec(&crate::cli::SpecInput {
-                    filename: file.clone(),
-                    name: Some(spec.name.clone()),
-                    allow_exec_kubeconfig: args.allow_exec_kubeconfig,
-                })?;
-                let kubeconfig = given.kubeconfig.unwrap_or_default();
-                access = match Cluster::from_kubeconfig_text(
-                    &format!("runtime cluster {}", spec.name),
-                    &kubeconfig,
-                    ctx.connect_options(),
-                )
-                .await
-                {
-                    Ok(c) => match c.version().await {
-                        Ok(_) => Access::User(c),
-                        Err(e) => Access::Unreachable(e),
-                    },
-                    Err(e) => Access::Unreachable(e),
-                };
-            } else if !args.force {
+        let access = match (access, &args.filename) {
+            (Access::Unknown, Some(file)) => spec_access(ctx, args, &spec.name, file).await?,
+            (Access::Unreachable(e), Some(file)) => {
+                p.warn(
+                    "destroy",
+                    format!("{e}; using the kubeconfig of the spec given with -f instead"),
+                );
+                spec_access(ctx, args, &spec.name, file).await?
+            }
+            (Access::Unknown, None) if !args.force => {
                 return Err(Error::refused(format!(
                     "cluster {} has no credential in the management cluster: a register stopped before minting one. Pass -f <its spec> so destroy can use the spec's kubeconfig, or --force to only forget the registration",
                     spec.name
                 )));
             }
-        }
+            (access, _) => access,
+        };
         Some(access)
     } else {
         None
     };
+    // a virtual worker's host must answer before anything changes, unless
+    // --force says to forget the registration and leave the host as it is
+    let host_access = if spec.cluster_type == ClusterType::Virtual {
+        let host = spec.host_cluster.clone().unwrap_or_default();
+        let reached = match clusters::host(registry, &host, ctx.connect_options()).await {
+            Ok(c) => c.version().await.map(|_| c),
+            Err(e) => Err(e),
+        };
+        match reached {
+            Ok(c) => Some(c),
+            Err(e) if args.force => {
+                p.warn(
+                    "destroy",
+                    format!(
+                        "{e}; --force: forgetting virtual cluster {name} without cleaning up. What may be left on host cluster {host}: namespace {name} (the vcluster release {name}, Service svc-{name}, the vcluster's PersistentVolumeClaims) and everything inside the virtual cluster; delete it there with: kubectl delete namespace {name}",
+                        name = spec.name
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    e.code,
+                    format!(
+                        "{e}; nothing was changed. Pass --force to only forget the registration (namespace {} on host cluster {host} would be left as it is)",
+                        spec.name
+                    ),
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let set = registry.applyset(&spec.name).await?;
+    // every cluster to clean, reached first: (cluster, acts with the
+    // nautes-manager token)
+    let mut reached: Vec<(Cluster, bool)> = Vec::new();
+    match spec.cluster_type {
+        ClusterType::Physical => match physical_access.unwrap_or(Access::Unknown) {
+            Access::Token(c) => reached.push((c, true)),
+            Access::User(c) => reached.push((c, false)),
+            Access::Unreachable(e) if args.force => p.warn(
+                "destroy",
+                format!("{e}; --force: forgetting the registration without cleaning the cluster"),
+            ),
+            Access::Unreachable(e) => {
+                return Err(Error::new(
+                    e.code,
+                    format!(
+                        "{e}; the cluster was not changed (pass -f <its spec> to use the spec's kubeconfig, or --force to only forget its registration)"
+                    ),
+                ));
+            }
+            Access::Unknown => p.warn(
+                "destroy",
+                "--force: no credential was minted; forgetting the registration without cleaning the cluster",
+            ),
+        },
+        // without the host (--force), only the registration is forgotten
+        ClusterType::Virtual => {
+            if let Some(host_c) = host_access {
+                // components inside the virtual cluster, if it still answers
+                let inside = match clusters::runtime(
+                    registry,
+                    &spec.name,
+                    &spec.api_server,
+                    ctx.connect_options(),
+                )
+                .await
+                {
+                    Access::Token(c) => Ok((c, true)),
+                    Access::User(c) => Ok((c, false)),
+                    Access::Unreachable(e) => Err(Some(e)),
+                    Access::Unknown => Err(None),
+                };
+                match inside {
+                    Ok(x) => reached.push(x),
+                    // try the vcluster's own kubeconfig before giving up on the inside
+                    Err(why) => match clusters::virtual_cluster(
+                        &host_c,
+                        &spec,
+                        Duration::from_secs(2),
+                        ctx.connect_options(),
+                        p,
+                    )
+                    .await
+                    {
+                        Ok((c, _)) => reached.push((c, false)),
+                        Err(_) => match why {
+                            Some(e) => p.warn(
+                                "destroy",
+                                format!("{e}; the virtual cluster's API is unreachable: its components go with the vcluster"),
+                            ),
+                            None => p.info(
+                                "destroy",
+                                "the virtual cluster never became reachable: nothing inside it to remove",
+                            ),
+                        },
+                    },
+                }
+                // the vcluster, its Service, PVCs and namespace in the host
+                reached.push((host_c, false));
+            }
+        }
+    }
+    // every safety check in every cluster, before the first change
+    let mut surveyed = Vec::new();
+    for (c, own) in reached {
+        let survey = survey(ctx, &c, &set, args).await?;
+        surveyed.push((c, own, survey));
+    }
     if !dry {
         record.state = State::Destroying;
         record.updated_at = registry::now();
         registry.save(record).await?;
     }
-    let set = registry.applyset(&spec.name).await?;
-    match spec.cluster_type {
-        ClusterType::Physical => {
-            match physical_access.unwrap_or(Access::Unknown) {
-                Access::Token(c) => {
-                    deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?);
-                }
-                Access::User(c) => {
-                    deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?);
-                }
-                Access::Unreachable(e) if args.force => {
-                    p.warn(
-                        "destroy",
-                        format!(
-                            "{e}; --force: forgetting the registration without cleaning the cluster"
-                        ),
-                    );
-                }
-                Access::Unreachable(e) => {
-                    return Err(Error::new(
-                        e.code,
-                        format!(
-                            "{e}; the cluster was not changed (pass --force to only forget its registration)"
-                        ),
-                    ));
-                }
-                Access::Unknown => p.warn(
-                    "destroy",
-                    "--force: no credential was minted; forgetting the registration without cleaning the cluster",
-                ),
-            }
-        }
-        ClusterType::Virtual => {
-            let host = spec.host_cluster.clone().unwrap_or_default();
-            let host_c = clusters::host(registry, &host, ctx.connect_options()).await?;
-            // components inside the virtual cluster, if it still answers
-            match clusters::runtime(registry, &spec.name, &spec.api_server, ctx.connect_options()).await {
-                Access::Token(c) => {
-                    deleted.extend(remove_set(ctx, &c, &set, args, dry, true).await?)
-                }
-                Access::User(c) => {
-                    deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?)
-                }
-                Access::Unreachable(e) => {
-                    // try the vcluster's own kubeconfig before giving up on the inside
-                    match clusters::virtual_cluster(&host_c, &spec, Duration::from_secs(2), ctx.connect_options(), p).await {
-                        Ok((c, _)) => deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?),
-                        Err(_) => p.warn(
-                            "destroy",
-                            format!("{e}; the virtual cluster's API is unreachable: its components go with the vcluster"),
-                        ),
-                    }
-                }
-                Access::Unknown => match clusters::virtual_cluster(
-                    &host_c,
-                    &spec,
-                    Duration::from_secs(2),
-                    ctx.connect_options(),
-                    p,
-                )
-                .await
-                {
-                    Ok((c, _)) => {
-                        deleted.extend(remove_set(ctx, &c, &set, args, dry, false).await?)
-                    }
-                    Err(_) => p.info(
-                        "destroy",
-                        "the virtual cluster never became reachable: nothing inside it to remove",
-                    ),
-                },
-            }
-            // the vcluster, its Service, PVCs and namespace in the host
-            deleted.extend(remove_set(ctx, &host_c, &set, args, dry, false).await?);
+    for (c, own, survey) in surveyed {
+        if let Some(survey) = survey {
+            deleted.extend(remove_set(ctx, &c, &set, survey, args, dry, own).await?);
         }
     }
     if dry {
@@ -193,34 +224,78 @@ async fn destroy_locked(
             deleted,
         });
     }
-    registry.delete_argocd_secret(&spec.name).await?;
-    registry.delete_credential(&spec.name).await?;
-    registry.delete(&spec.name).await?;
+    forget(registry, &spec.name, p, deleted).await
+}
+
+/// Removes the management side of a registration: the Argo CD cluster
+/// Secret, the plugin's copy of the credential, the record.
+async fn forget(
+    registry: &Registry,
+    name: &str,
+    p: &crate::output::Progress,
+    deleted: Vec<String>,
+) -> Result<DestroyResult> {
+    registry.delete_argocd_secret(name).await?;
+    registry.delete_credential(name).await?;
+    registry.delete(name).await?;
     p.done(
         "destroy",
-        format!(
-            "Argo CD cluster Secret and registration record of {} removed",
-            spec.name
-        ),
+        format!("Argo CD cluster Secret and registration record of {name} removed"),
     );
     Ok(DestroyResult {
-        name: spec.name.clone(),
+        name: name.to_string(),
         dry_run: false,
         deleted,
     })
 }
 
-/// Deletes every member of the set in a cluster, then the parent. With
-/// `own_credential`, the client acts with the nautes-manager token, whose
-/// namespace goes last.
-async fn remove_set(
+/// The runtime cluster reached with the kubeconfig of the spec given with -f.
+/// A spec that does not load is an error of its own (exit 2), never a reason
+/// to forget the registration.
+async fn spec_access(
+    ctx: &Ctx,
+    args: &DestroyArgs,
+    name: &str,
+    file: &std::path::Path,
+) -> Result<Access> {
+    let given = super::load_spec(&crate::cli::SpecInput {
+        filename: file.to_path_buf(),
+        name: Some(name.to_string()),
+        allow_exec_kubeconfig: args.allow_exec_kubeconfig,
+    })?;
+    let kubeconfig = given.kubeconfig.unwrap_or_default();
+    Ok(
+        match Cluster::from_kubeconfig_text(
+            &format!("runtime cluster {name}"),
+            &kubeconfig,
+            ctx.connect_options(),
+        )
+        .await
+        {
+            Ok(c) => match c.version().await {
+                Ok(_) => Access::User(c),
+                Err(e) => Access::Unreachable(e),
+            },
+            Err(e) => Access::Unreachable(e),
+        },
+    )
+}
+
+/// What destroy found of a set in one cluster, read only: its kinds, its
+/// parent's state and its members, after the custom-resource check.
+struct Survey {
+    state: inventory::ParentState,
+    members: BTreeMap<ObjectKey, Member>,
+}
+
+/// Reads the set in a cluster and makes the safety checks that need it;
+/// changes nothing. None: no inventory there.
+async fn survey(
     ctx: &Ctx,
     cluster: &Cluster,
     set: &ApplySet,
     args: &DestroyArgs,
-    dry: bool,
-    own_credential: bool,
-) -> Result<Vec<String>> {
+) -> Result<Option<Survey>> {
     let p = &ctx.progress;
     let kinds = Kinds::discover(cluster).await?;
     let Some(state) = set.load(cluster).await? else {
@@ -231,7 +306,7 @@ async fn remove_set(
                 cluster.label, set.parent
             ),
         );
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let members = set.members(cluster, &kinds, &state.group_kinds).await?;
     p.info(
@@ -244,9 +319,20 @@ async fn remove_set(
     );
 
     // custom resources that others created would go with our CRDs
-    let foreign = set
+    let foreign = match set
         .foreign_custom_resources(cluster, &kinds, &members)
-        .await?;
+        .await
+    {
+        Ok(f) => f,
+        Err(e) if args.force => {
+            p.warn(
+                "destroy",
+                format!("{e}; --force: deleting the CRDs without it"),
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     p.debug(
         "destroy",
         format!(
@@ -259,12 +345,29 @@ async fn remove_set(
             p.warn("destroy", format!("--force: deleting {} custom resource(s) not created by kubectl-nautes with their CRDs", foreign.len()));
         } else {
             return Err(Error::refused(format!(
-                "{}: deleting the CRDs would delete custom resource(s) not created by kubectl-nautes; remove them first, or pass --force: {}",
+                "{}: deleting the CRDs would delete custom resource(s) not created by kubectl-nautes; nothing was changed. Remove them first, or pass --force: {}",
                 cluster.label,
                 crate::pipeline::listing(&foreign)
             )));
         }
     }
+    Ok(Some(Survey { state, members }))
+}
+
+/// Deletes every member of a surveyed set in a cluster, then the parent.
+/// With `own_credential`, the client acts with the nautes-manager token,
+/// whose namespace goes last.
+async fn remove_set(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    set: &ApplySet,
+    survey: Survey,
+    args: &DestroyArgs,
+    dry: bool,
+    own_credential: bool,
+) -> Result<Vec<String>> {
+    let p = &ctx.progress;
+    let Survey { state, members } = survey;
     // Namespaces that existed before the plugin adopted them are given
     // back, never deleted: what the plugin put in them goes one by one
     let (released, members): (BTreeMap<ObjectKey, Member>, BTreeMap<ObjectKey, Member>) =
@@ -389,9 +492,17 @@ pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<D
 
     // order rules, checked before any change
     host_in_use(&registry, &spec.name, spec.usage).await?;
-    let apps = registry
+    let apps = match registry
         .applications_targeting(&spec.name, &spec.api_server)
-        .await?;
+        .await
+    {
+        Ok(apps) => apps,
+        Err(e) if args.force => {
+            p.warn("preflight", format!("{e}; --force: going on without it"));
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     if !apps.is_empty() {
         if args.force {
             p.warn(

@@ -115,6 +115,12 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
                         if let Err(e) = check_permissions(&c, permissions::RUNTIME).await {
                             problems.push(e);
                         }
+                        if spec.usage == Usage::Host {
+                            match host_namespace_taken(&registry, spec).await {
+                                Ok(taken) => problems.extend(taken),
+                                Err(e) => problems.push(e),
+                            }
+                        }
                         let t = if spec.usage == Usage::Host {
                             Target::Host
                         } else {
@@ -131,6 +137,16 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
             let host = spec.host_cluster.clone().unwrap_or_default();
             match registry.get(&host).await {
                 Ok(Some(h)) if h.spec.usage == Usage::Host && h.state == State::Registered => {
+                    // a virtual worker's name is its namespace in the host
+                    let catalog = Catalog::builtin()?;
+                    for (ns, component, field) in plan::host_namespaces(&h.spec, &catalog) {
+                        if ns == spec.name {
+                            problems.push(Error::invalid(format!(
+                                "name: {:?} is the namespace of {component} in host cluster {host} ({field} of the host's spec), and a virtual worker's name is its namespace in the host; valid: a name that is not a namespace of the host's components",
+                                spec.name
+                            )));
+                        }
+                    }
                     match clusters::host(&registry, &host, ctx.connect_options()).await {
                         Ok(c) => match c.version().await {
                             Ok(v) => {
@@ -182,6 +198,23 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
             msgs.join("\n  ").replace('\n', "\n  ")
         ),
     ))
+}
+
+/// A host's component namespaces that a virtual worker registered on it
+/// already takes as its namespace in the host: one problem each, naming the
+/// field.
+async fn host_namespace_taken(registry: &Registry, spec: &ClusterSpec) -> Result<Vec<Error>> {
+    let virtuals = registry.virtuals_of(&spec.name).await?;
+    let catalog = Catalog::builtin()?;
+    Ok(plan::host_namespaces(spec, &catalog)
+        .into_iter()
+        .filter(|(ns, _, _)| virtuals.contains(ns))
+        .map(|(ns, component, field)| {
+            Error::invalid(format!(
+                "{field}: {ns:?} (the namespace of {component}) is the namespace of virtual worker {ns} in this host; valid: a namespace that no virtual worker on this host is named"
+            ))
+        })
+        .collect())
 }
 
 fn render_options(charts: &crate::cli::ChartArgs) -> Result<RenderOptions> {

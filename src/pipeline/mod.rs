@@ -107,7 +107,7 @@ pub async fn prepare(
     progress: &Progress,
 ) -> Result<Planned> {
     let rendered = render(cluster, spec, stage, opts.render, progress).await?;
-    plan(cluster, set, rendered, opts.ownership).await
+    plan(cluster, set, rendered, opts.ownership, progress).await
 }
 
 /// Installs a prepared stage: every writing step.

@@ -130,6 +130,7 @@ pub async fn plan(
     set: &ApplySet,
     rendered: Rendered,
     ownership: Ownership,
+    progress: &crate::output::Progress,
 ) -> Result<Planned> {
     let Rendered {
         kinds,
@@ -236,7 +237,15 @@ pub async fn plan(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !crds.is_empty() {
-        let theirs = set.foreign_custom_resources(cluster, &kinds, &crds).await?;
+        let theirs = match set.foreign_custom_resources(cluster, &kinds, &crds).await {
+            Ok(t) => t,
+            // --force prunes without the check (the message says so)
+            Err(e) if ownership.force => {
+                progress.warn("plan", format!("{e}; --force: pruning without it"));
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
         if !theirs.is_empty() && !ownership.force {
             return Err(Error::refused(format!(
                 "{}: pruning the CRDs that left the plan would delete {} custom resource(s) not created by kubectl-nautes; nothing was changed. Remove them first, or pass --force: {}",

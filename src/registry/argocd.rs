@@ -69,16 +69,28 @@ impl Registry {
     /// this cluster (by server URL or name). None when Argo CD's CRD is not
     /// installed there.
     pub async fn applications_targeting(&self, name: &str, server: &str) -> Result<Vec<String>> {
+        // fail closed: only a management cluster that does not serve
+        // argoproj.io at all has no Applications; a discovery or list that
+        // fails (403, timeout) means the check could not be made
+        let cannot = |e: Error| {
+            e.context(format!(
+                "could not check whether Argo CD Applications deploy to cluster {name} (a safety check of destroy; --force skips it)"
+            ))
+        };
+        let discovery = kube::Discovery::new(self.cluster.client.clone())
+            .filter(&["argoproj.io"])
+            .run()
+            .await
+            .map_err(|e| cannot(self.cluster.err(e)))?;
         let gvk = kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
-        let (ar, _) = match kube::discovery::pinned_kind(&self.cluster.client, &gvk).await {
-            Ok(x) => x,
-            Err(_) => return Ok(Vec::new()),
+        let Some((ar, _)) = discovery.resolve_gvk(&gvk) else {
+            return Ok(Vec::new());
         };
         let api: Api<kube::api::DynamicObject> = Api::all_with(self.cluster.client.clone(), &ar);
         let lp = ListParams::default();
         let list = retry(|| api.list(&lp))
             .await
-            .map_err(|e| self.cluster.err(e))?;
+            .map_err(|e| cannot(self.cluster.err(e)))?;
         let mut out = Vec::new();
         for a in list.items {
             let d = &a.data["spec"]["destination"];

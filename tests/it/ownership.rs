@@ -542,3 +542,133 @@ async fn a_host_is_never_destroyed_under_a_virtual_worker_registering_on_it() {
     wait_nothing_left(&hc, "hrace", "the host").await;
     wait_nothing_left(&hc, "vrace", "the host").await;
 }
+
+/// The API groups a cluster serves.
+async fn api_groups(c: &kube::Client) -> Vec<String> {
+    let mut groups: Vec<String> = c
+        .list_api_groups()
+        .await
+        .expect("api groups")
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    groups.push(String::new());
+    groups.sort();
+    groups
+}
+
+/// Rules 6 and 7, physical side: a cluster whose stored credential is
+/// rejected (401) is destroyed with the kubeconfig of the spec given with
+/// -f; and a safety check that cannot be made (here: the custom resources of
+/// a CRD the user may not list) refuses, naming what could not be checked,
+/// and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_credential_is_no_dead_end_and_an_unmade_check_refuses() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let worker = bed.cluster("worker").clone();
+    let (mgmt, wc) = (client(&mgmt_kc).await, client(&worker.kubeconfig).await);
+    let name = "revoked";
+    let (_d, spec_path) = write_temp(
+        "spec.json",
+        &physical_spec(name, "worker", &worker, json!({})),
+    );
+    let sp = spec_path.to_str().expect("utf8");
+    nautes(&["register", "-f", sp], Some(&mgmt_kc), None).ok();
+
+    // the token is revoked in the runtime cluster behind the plugin's back
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(wc.clone(), "nautes-system");
+    let mut revoked = 0;
+    for s in secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        if s.type_.as_deref() == Some("kubernetes.io/service-account-token") {
+            let n = s.metadata.name.expect("name");
+            secrets
+                .delete(&n, &Default::default())
+                .await
+                .expect("delete token");
+            revoked += 1;
+        }
+    }
+    assert_eq!(revoked, 1, "the credential's token Secret");
+    let worker_before = objects(&wc, name).await;
+    let mgmt_before = objects(&mgmt, name).await;
+    assert!(!mgmt_before.is_empty());
+
+    // without -f: refused, the way out named, nothing changed
+    let run = nautes(&["destroy", name, "--timeout", "1m"], Some(&mgmt_kc), None);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("-f <its spec>"), "{}", run.stderr);
+    assert_eq!(objects(&wc, name).await, worker_before);
+    assert_eq!(objects(&mgmt, name).await, mgmt_before);
+
+    // with -f and a kubeconfig that may do everything except the
+    // argoproj.io resources: the custom-resource check cannot be made, so
+    // destroy refuses before deleting anything
+    let rules: Vec<serde_json::Value> = api_groups(&wc)
+        .await
+        .into_iter()
+        .filter(|g| g != "argoproj.io")
+        .map(|g| json!({"apiGroups": [g], "resources": ["*"], "verbs": ["*"]}))
+        .collect();
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "all-but-argo"}, "rules": rules,
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "all-but-argo"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "all-but-argo"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "nautes-restricted"}],
+    });
+    kubectl(
+        &worker.kubeconfig,
+        &["apply", "-f", "-"],
+        Some(&format!("{role}\n---\n{binding}\n")),
+    );
+    let mut limited = worker.clone();
+    limited.kubeconfig = worker.restricted_kubeconfig.clone();
+    let (_l, limited_path) = write_temp(
+        "limited.json",
+        &physical_spec(name, "worker", &limited, json!({})),
+    );
+    let run = nautes(
+        &[
+            "destroy",
+            name,
+            "-f",
+            limited_path.to_str().expect("utf8"),
+            "--timeout",
+            "1m",
+        ],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("could not check the custom resources of CRD")
+            && run.stderr.contains("argoproj.io"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--force skips it"), "{}", run.stderr);
+    assert_eq!(objects(&wc, name).await, worker_before);
+
+    // with the spec's own kubeconfig: destroyed, nothing left anywhere
+    let run = nautes(&["destroy", name, "-f", sp], Some(&mgmt_kc), None);
+    run.ok();
+    assert!(
+        run.stderr.contains("using the kubeconfig of the spec"),
+        "{}",
+        run.stderr
+    );
+    wait_nothing_left(&wc, name, "the worker").await;
+    nothing_of(&mgmt, &wc, name).await;
+}

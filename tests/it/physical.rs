@@ -580,6 +580,39 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
             .is_empty(),
         "a refused destroy changed the management cluster"
     );
+    let records_before = labelled(&mgmt, &format!("{SELECTOR}{name}")).await;
+
+    // fail closed: a management user who may do everything destroy needs
+    // except list Applications cannot have the check made, and is refused
+    let rbac = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: no-applications}\nrules:\n- {apiGroups: ['', coordination.k8s.io], resources: ['*'], verbs: ['*']}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: no-applications}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: no-applications}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: nautes-restricted}\n";
+    let (_r, rbac_path) = write_temp("rbac.yaml", rbac);
+    let st = std::process::Command::new(&kubectl)
+        .args([
+            "--kubeconfig",
+            mgmt_kc.to_str().expect("utf8"),
+            "apply",
+            "-f",
+            rbac_path.to_str().expect("utf8"),
+        ])
+        .status()
+        .expect("kubectl");
+    assert!(st.success());
+    let limited = bed.cluster("management").restricted_kubeconfig.clone();
+    let run = nautes(&["destroy", name], Some(&limited), None);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("could not check whether Argo CD Applications deploy to cluster busy")
+            && run.stderr.contains("--force skips it"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        labelled(&mgmt, &format!("{SELECTOR}{name}")).await,
+        records_before,
+        "a destroy that could not make its check changed the management cluster"
+    );
+
     nautes(&["destroy", name, "--force"], Some(&mgmt_kc), None).ok();
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }

@@ -360,3 +360,105 @@ async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forge
             .is_empty()
     );
 }
+
+/// Rules 4 and 7 of ownership, virtual side: a virtual worker may not be
+/// named after a namespace of its host's components, nor may a host's
+/// component move into the namespace of a virtual worker on it (exit 2,
+/// naming the field); and a virtual worker whose host does not answer is
+/// refused without --force (nothing changed) and forgotten with it, the
+/// warning naming what may be left on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_host_namespaces_and_a_virtual_worker_whose_host_is_gone() {
+    let mut bed = TestBed::start(&["management", "host", "virtual"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let host = bed.cluster("host").clone();
+    let virt = bed.cluster("virtual").clone();
+    let (mgmt, hc) = (client(&mgmt_kc).await, client(&host.kubeconfig).await);
+    register_host_and_virtual(&bed, &mgmt_kc).await;
+
+    // a virtual worker named after the host's Traefik namespace
+    let vspec = json!({
+        "name": "traefik", "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
+        "host_cluster": "hdemo", "vcluster": {"https_node_port": 31445},
+    });
+    let (_t, tpath) = write_temp("traefik.json", &vspec.to_string());
+    let run = nautes(
+        &["register", "-f", tpath.to_str().expect("utf8")],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("name: \"traefik\"")
+            && run.stderr.contains("componentsList.gateway.namespace"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        labelled(&mgmt, "nautes.io/cluster=traefik")
+            .await
+            .is_empty()
+    );
+    // the host moving Traefik into the virtual worker's namespace
+    let (_h, hpath) = write_temp(
+        "host.json",
+        &physical_spec(
+            "hdemo",
+            "host",
+            &host,
+            json!({"componentsList": {"gateway": {"namespace": "vdemo"}}}),
+        ),
+    );
+    let host_before = objects(&hc, "hdemo").await;
+    let run = nautes(
+        &["register", "-f", hpath.to_str().expect("utf8")],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("componentsList.gateway.namespace: \"vdemo\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(objects(&hc, "hdemo").await, host_before);
+
+    // the host goes away
+    let mgmt_before = objects(&mgmt, "vdemo").await;
+    bed.command("stop-apiserver host");
+    let run = nautes(
+        &["destroy", "vdemo", "--timeout", "1m"],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nothing was changed") && run.stderr.contains("--force"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(objects(&mgmt, "vdemo").await, mgmt_before);
+    let run = nautes(
+        &["destroy", "vdemo", "--force", "--timeout", "1m"],
+        Some(&mgmt_kc),
+        None,
+    );
+    run.ok();
+    assert!(
+        run.stderr.contains("namespace vdemo") && run.stderr.contains("host cluster hdemo"),
+        "the warning should name what may be left on the host:\n{}",
+        run.stderr
+    );
+    assert!(
+        objects(&mgmt, "vdemo").await.is_empty(),
+        "the management cluster still knows vdemo"
+    );
+    // the host is back: what was said may be left is there, and the host
+    // can now be destroyed
+    bed.command("start-apiserver host");
+    let hc = client(&host.kubeconfig).await;
+    assert!(namespace_exists(&hc, "vdemo").await);
+    nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
+    assert!(objects(&mgmt, "hdemo").await.is_empty());
+}
