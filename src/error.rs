@@ -156,27 +156,12 @@ pub fn auth_message(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     while let Some(err) = cur {
         if let Some(a) = err.downcast_ref::<A>() {
             return Some(match a {
-                A::AuthExecRun { out, .. } => {
-                    let stderr = String::from_utf8_lossy(&out.stderr);
-                    let last = stderr
-                        .lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("")
-                        .trim();
-                    let last: String = last.chars().take(200).collect();
-                    if last.is_empty() {
-                        format!(
-                            "cannot authenticate: the exec credential plugin failed ({})",
-                            out.status
-                        )
-                    } else {
-                        format!(
-                            "cannot authenticate: the exec credential plugin failed ({}): {last}",
-                            out.status
-                        )
-                    }
-                }
+                // its output is never shown: plugins print tokens, and some
+                // print them in their error messages
+                A::AuthExecRun { out, .. } => format!(
+                    "cannot authenticate: the exec credential plugin failed ({}); its output is not shown, as it may hold credentials: run the kubeconfig's users[].user.exec command yourself to see why",
+                    out.status
+                ),
                 A::AuthExecStart(io) => format!("cannot start the exec credential plugin: {io}"),
                 A::AuthExecParse(_) => {
                     "the exec credential plugin did not print an ExecCredential".into()

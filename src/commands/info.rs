@@ -290,7 +290,8 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
         let mut fresh =
             credential::ensure(&c, &r.name, true, args.timeout.max(Duration::from_secs(5))).await?;
         fresh.ca_data = old.ca_data.clone();
-        fresh.insecure = old.insecure;
+        // as the spec says, not as the last register's flags said
+        fresh.insecure = r.spec.insecure_skip_check;
         registry.save_credential(&r.spec, &fresh).await?;
         registry.save_argocd_secret(&r.spec, &fresh).await?;
         let revoked = credential::revoke(&c, Some(&fresh.secret_name)).await?;

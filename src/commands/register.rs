@@ -487,7 +487,9 @@ async fn register_locked(
         std::sync::Arc::new(std::sync::Mutex::new(clusters.ca_data.clone()));
     let hook = {
         let (registry, spec, ca) = (registry.clone(), spec.clone(), hook_ca.clone());
-        let (insecure, timeout) = (ctx.global.insecure_skip_tls_verify, args.timeout);
+        // what Argo CD gets comes from the spec, never from the user's own
+        // --insecure-skip-tls-verify
+        let (insecure, timeout) = (spec.insecure_skip_check, args.timeout);
         move |c: Cluster| -> futures::future::BoxFuture<'static, Result<()>> {
             let (registry, spec) = (registry.clone(), spec.clone());
             let ca = ca.lock().ok().and_then(|g| g.clone());
@@ -542,7 +544,7 @@ async fn register_locked(
     if let Some(ca) = ca_data {
         cred.ca_data = Some(ca);
     }
-    cred.insecure = ctx.global.insecure_skip_tls_verify;
+    cred.insecure = spec.insecure_skip_check;
     credential::verify(
         &cred,
         &format!("runtime cluster {} (with the new credential)", spec.name),

@@ -109,6 +109,10 @@ pub struct ClusterSpec {
     /// of every cluster replaced by `api_server`. Never serialized.
     #[serde(skip)]
     pub kubeconfig: Option<String>,
+    /// Whether Argo CD connects without verifying the cluster's certificate
+    /// (`insecure_skip_check`; false unless the spec says so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_check: bool,
     /// The fields of the kubeconfig that run a command or read a local file
     /// when it is used; see [`ClusterSpec::refuse_local_access`].
     #[serde(skip)]
@@ -130,6 +134,7 @@ impl fmt::Debug for ClusterSpec {
             .field("traefik", &self.traefik)
             .field("vcluster", &self.vcluster)
             .field("components", &self.components)
+            .field("insecure_skip_check", &self.insecure_skip_check)
             .field(
                 "kubeconfig",
                 &self.kubeconfig.as_ref().map(|_| "<redacted>"),

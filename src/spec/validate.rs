@@ -58,6 +58,7 @@ static SPEC: &[FieldDef] = &[
     field("vcluster", "vcluster"),
     field("kubeconfig", "kubeconfig"),
     field("components_list", "componentsList"),
+    field("insecure_skip_check", "insecureSkipCheck"),
     ignored("tekton_host", "tektonHost"),
     ignored(
         "reserved_namespaces_allowed_products",
@@ -103,6 +104,7 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
     let traefik_given = ports::traefik(ctx, spec, cluster_type);
     let vcluster = ports::vcluster(ctx, spec, cluster_type, api.as_ref());
     let kubeconfig = access::kubeconfig(ctx, spec, cluster_type, api_text.as_deref());
+    let insecure_skip_check = access::insecure_skip_check(ctx, spec);
     let list = components::components_list(ctx, spec);
     let kind = cluster_type.zip(usage);
     components::shared_namespaces(ctx, &list, name.as_deref(), kind, worker_type);
@@ -126,6 +128,7 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
         vcluster,
         components: list.overrides,
         kubeconfig,
+        insecure_skip_check,
         kubeconfig_access: std::mem::take(&mut ctx.kubeconfig_access),
     })
 }

@@ -12,6 +12,7 @@ mod krew;
 mod locks;
 mod ownership;
 mod physical;
+mod secrets;
 mod serve;
 mod smoke;
 mod specs;

@@ -74,3 +74,19 @@ pub(super) fn kubeconfig(
         }
     }
 }
+
+/// `insecure_skip_check` (upstream's name): whether Argo CD may connect to
+/// the cluster without verifying its certificate. A boolean, false when
+/// absent; the user's own `--insecure-skip-tls-verify` never sets it.
+pub(super) fn insecure_skip_check(ctx: &mut Ctx<'_>, spec: &Place<'_>) -> bool {
+    let Some(entry) = spec.fields.get("insecure_skip_check") else {
+        return false;
+    };
+    match entry.value.value {
+        super::super::tree::Node::Bool(b) => b,
+        _ => {
+            super::place::wrong_type(ctx, entry, "true or false", "true or false");
+            false
+        }
+    }
+}
