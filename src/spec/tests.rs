@@ -676,11 +676,11 @@ fn unknown_fields_get_suggestions() {
     );
     assert_one(
         &virtual_worker("7: seven\n"),
-        "error: t.yaml:6:1: 7: unknown field \"7\"; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list",
+        "error: t.yaml:6:1: 7: unknown field \"7\"; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list, insecure_skip_check",
     );
     assert_one(
         &virtual_worker("[a]: seven\n"),
-        "error: t.yaml:6:1: (document): a list is not a field name; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list",
+        "error: t.yaml:6:1: (document): a list is not a field name; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list, insecure_skip_check",
     );
 }
 
@@ -1191,5 +1191,17 @@ fn a_spec_debug_never_shows_its_kubeconfig() {
     assert!(
         shown.contains("<redacted>") && shown.contains("demo"),
         "{shown}"
+    );
+}
+
+#[test]
+fn insecure_skip_check_is_a_boolean_false_unless_given() {
+    assert!(!ok(&virtual_worker("")).insecure_skip_check);
+    assert!(ok(&virtual_worker("insecure_skip_check: true\n")).insecure_skip_check);
+    assert!(ok(&virtual_worker("insecureSkipCheck: true\n")).insecure_skip_check);
+    assert!(!ok(&virtual_worker("insecure_skip_check: false\n")).insecure_skip_check);
+    assert_one(
+        &virtual_worker("insecure_skip_check: \"yes\"\n"),
+        "error: t.yaml:6:22: insecure_skip_check: expected true or false, found a string; valid: true or false",
     );
 }
