@@ -151,7 +151,10 @@ async fn no_command_prints_a_secret_and_argo_cd_tls_comes_from_the_spec() {
     // the live terminal mode
     let (code, text) = on_pty(&["register", "-f", sp, "-vv"], &mgmt_kc);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("register"), "{text}");
+    assert!(
+        text.contains("\x1b["),
+        "no terminal colour: the run did not see a terminal:\n{text}"
+    );
     assert_clean("register on a pty", &text, "", &secrets);
 
     // an exec credential plugin that fails with a secret on its stderr
