@@ -14,7 +14,7 @@ use crate::credential::{self, CREDENTIAL_NAMESPACE};
 use crate::error::{Error, ExitCode, Result};
 use crate::inventory::{self, ApplySet, Member};
 use crate::k8s::apply::ObjectKey;
-use crate::k8s::{Cluster, Kinds, delete};
+use crate::k8s::{Cluster, Kinds, delete, permissions};
 use crate::kinds;
 use crate::output::{OutputFormat, print_value};
 use crate::registry::{self, Record, Registry, State};
@@ -206,6 +206,19 @@ async fn destroy_locked(
     for (c, own) in reached {
         let survey = survey(ctx, &c, &set, args).await?;
         surveyed.push((c, own, survey));
+    }
+    // and every permission the deletions will use
+    for (c, _, survey) in &surveyed {
+        if let Some(survey) = survey {
+            let mut needs = crate::pipeline::needs::of_deletion(&survey.members);
+            needs.add_all(
+                &["get", "patch", "delete"],
+                "",
+                "configmaps",
+                inventory::PARENT_NAMESPACE,
+            );
+            permissions::check_needs(c, &needs).await?;
+        }
     }
     if !dry {
         record.state = State::Destroying;
@@ -522,6 +535,11 @@ pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<D
             )));
         }
     }
+    permissions::check_needs(
+        &registry.cluster,
+        &permissions::management_destroy(&registry.namespace),
+    )
+    .await?;
     let lock = registry.lock(&spec.name, &ctx.locks).await?;
     p.info(
         "lock",

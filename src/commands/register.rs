@@ -14,7 +14,7 @@ use crate::credential;
 use crate::error::{Error, ExitCode, Result};
 use crate::k8s::Cluster;
 use crate::k8s::apply::ApplyOptions;
-use crate::k8s::permissions::{self, check_permissions, check_permissions_owned};
+use crate::k8s::permissions;
 use crate::output::{OutputFormat, print_objects, print_table, print_value};
 use crate::pipeline::{self, Changes, Ownership, StageOptions, StageReport};
 use crate::plan::{self, Catalog, Target};
@@ -61,9 +61,13 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
         ),
         Err(e) => return Err(e),
     }
-    if let Err(e) = check_permissions_owned(
+    let namespace_missing = match registry.identity().await {
+        Ok(id) => id.is_none(),
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = permissions::check_needs(
         &registry.cluster,
-        &permissions::management(&registry.namespace),
+        &permissions::management_register(&registry.namespace, namespace_missing),
     )
     .await
     {
@@ -112,9 +116,6 @@ pub async fn preflight(ctx: &Ctx, spec: &ClusterSpec) -> Result<Clusters> {
                             "preflight",
                             format!("{label} {} reachable, Kubernetes {v}", c.server),
                         );
-                        if let Err(e) = check_permissions(&c, permissions::RUNTIME).await {
-                            problems.push(e);
-                        }
                         if spec.usage == Usage::Host {
                             match host_namespace_taken(&registry, spec).await {
                                 Ok(taken) => problems.extend(taken),
@@ -278,6 +279,10 @@ pub async fn register_spec(
         // a server dry run writes nothing, so it takes no lock
         return preview(ctx, spec, &plan, &render_opts, &clusters, args).await;
     }
+    // every stage that can be reached now is rendered before anything is
+    // written anywhere, and the permissions the run will use in each of its
+    // clusters are checked then
+    let rendered = render_reachable(ctx, spec, &plan, &render_opts, &clusters).await?;
     let registry = &clusters.registry;
     registry.ensure_namespace(&registry.namespace).await?;
     let lock = registry.lock(&spec.name, &ctx.locks).await?;
@@ -297,7 +302,7 @@ pub async fn register_spec(
         },
         None => None,
     };
-    let result = register_locked(ctx, args, spec, &plan, &render_opts, &clusters).await;
+    let result = register_locked(ctx, args, spec, &plan, &render_opts, &clusters, rendered).await;
     if let Some(l) = host_lock {
         l.release().await;
     }
@@ -407,6 +412,51 @@ async fn preview_stages(
     Ok(reports)
 }
 
+/// Renders every stage whose cluster is reached (not the inside of a
+/// vcluster, which exists only later) and checks, in each cluster, every
+/// permission applying, waiting and minting the credential will use there;
+/// reads only. One per stage of the plan, None for the vcluster's inside.
+async fn render_reachable(
+    ctx: &Ctx,
+    spec: &ClusterSpec,
+    plan: &plan::Plan,
+    render_opts: &RenderOptions,
+    clusters: &Clusters,
+) -> Result<Vec<Option<pipeline::Rendered>>> {
+    let p = &ctx.progress;
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for st in &plan.stages {
+        if st.target == Target::VirtualWorker {
+            out.push(None);
+            continue;
+        }
+        let cluster = target_cluster(clusters, st.target)?;
+        let rendered = pipeline::render(&cluster, spec, st, render_opts, p).await?;
+        let needs = pipeline::needs::of_rendered(&rendered, st.target != Target::VirtualHost);
+        match permissions::check_needs(&cluster, &needs).await {
+            Ok(()) => p.done(
+                "preflight",
+                format!(
+                    "{}: the {} permission(s) the plan uses are granted",
+                    cluster.label,
+                    needs.len()
+                ),
+            ),
+            Err(e) => problems.push(e),
+        }
+        out.push(Some(rendered));
+    }
+    match problems.len() {
+        0 => Ok(out),
+        _ => {
+            let code = problems[0].code;
+            let msgs: Vec<String> = problems.into_iter().map(|e| e.message).collect();
+            Err(Error::new(code, msgs.join("\n")))
+        }
+    }
+}
+
 async fn register_locked(
     ctx: &Ctx,
     args: &RegisterArgs,
@@ -414,6 +464,7 @@ async fn register_locked(
     plan: &plan::Plan,
     render_opts: &RenderOptions,
     clusters: &Clusters,
+    rendered: Vec<Option<pipeline::Rendered>>,
 ) -> Result<RegisterResult> {
     let p = &ctx.progress;
     let registry = &clusters.registry;
@@ -461,16 +512,20 @@ async fn register_locked(
     // anything is written: what the plugin may not touch is refused with
     // both clusters unchanged (the inside of a vcluster exists only later)
     let mut planned = Vec::new();
-    for st in &plan.stages {
-        if st.target == Target::VirtualWorker {
+    for (st, r) in plan.stages.iter().zip(rendered) {
+        let Some(r) = r else {
             planned.push(None);
             continue;
-        }
+        };
         let cluster = target_cluster(clusters, st.target)?;
         announce(p, st, &cluster);
-        planned.push(Some(
-            pipeline::prepare(&cluster, spec, &set, st, &opts, p).await?,
-        ));
+        let pl = pipeline::plan(&cluster, &set, r, opts.ownership, p).await?;
+        // a prune deletes what left the plan: those permissions too
+        let prune = pipeline::needs::of_prune(&pl);
+        if !prune.is_empty() {
+            permissions::check_needs(&cluster, &prune).await?;
+        }
+        planned.push(Some(pl));
     }
     // the record exists before anything is written to the runtime cluster,
     // so destroy can always find what a killed register left

@@ -1,5 +1,6 @@
 //! Permission checks before any write: SelfSubjectAccessReviews for what
-//! register and destroy need, every missing one named at once.
+//! register and destroy will use (derived from the plan, see
+//! `pipeline::needs`), every missing one named at once.
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -73,74 +74,120 @@ pub async fn check_permissions(cluster: &Cluster, wanted: &[Permission<'_>]) -> 
     }
 }
 
-/// What register needs in a runtime cluster.
-pub const RUNTIME: &[Permission<'static>] = &[
-    (
-        "create",
-        "apiextensions.k8s.io",
-        "customresourcedefinitions",
-        "",
-    ),
-    (
-        "patch",
-        "apiextensions.k8s.io",
-        "customresourcedefinitions",
-        "",
-    ),
-    ("create", "", "namespaces", ""),
-    ("patch", "", "namespaces", ""),
-    ("create", "rbac.authorization.k8s.io", "clusterroles", ""),
-    (
-        "create",
-        "rbac.authorization.k8s.io",
-        "clusterrolebindings",
-        "",
-    ),
-    ("bind", "rbac.authorization.k8s.io", "clusterroles", ""),
-    (
-        "create",
-        "admissionregistration.k8s.io",
-        "validatingwebhookconfigurations",
-        "",
-    ),
-    (
-        "create",
-        "admissionregistration.k8s.io",
-        "mutatingwebhookconfigurations",
-        "",
-    ),
-    ("create", "apps", "deployments", ""),
-    ("patch", "apps", "deployments", ""),
-    ("create", "", "configmaps", "kube-system"),
-    ("patch", "", "configmaps", "kube-system"),
-    ("create", "", "secrets", "nautes-system"),
-    ("delete", "", "namespaces", ""),
-];
-
-/// What register and destroy need in the management cluster.
-pub fn management(ns: &str) -> Vec<(&'static str, &'static str, &'static str, String)> {
-    let mut out = Vec::new();
-    for verb in ["get", "create", "patch", "delete"] {
-        out.push((
-            verb,
-            "",
-            "secrets",
-            crate::registry::ARGOCD_NAMESPACE.to_string(),
-        ));
-        out.push((verb, "", "configmaps", ns.to_string()));
-        out.push((verb, "coordination.k8s.io", "leases", ns.to_string()));
-    }
-    out
+/// One permission an operation will use: a verb on a group's resource, in
+/// a namespace ("" for cluster-wide).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Need {
+    pub verb: &'static str,
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
 }
 
-/// check_permissions for permissions whose namespace is only known at run time.
-pub async fn check_permissions_owned(
-    cluster: &Cluster,
-    wanted: &[(&'static str, &'static str, &'static str, String)],
-) -> Result<()> {
-    let refs: Vec<Permission<'_>> = wanted
+/// The permissions a run will use in one cluster, derived from what it
+/// will do (see `pipeline::needs`), each once.
+#[derive(Debug, Clone, Default)]
+pub struct Needs(std::collections::BTreeSet<Need>);
+
+impl Needs {
+    pub fn add(&mut self, verb: &'static str, group: &str, resource: &str, namespace: &str) {
+        self.0.insert(Need {
+            verb,
+            group: group.to_string(),
+            resource: resource.to_string(),
+            namespace: namespace.to_string(),
+        });
+    }
+    /// Every verb of `verbs` on one resource.
+    pub fn add_all(
+        &mut self,
+        verbs: &[&'static str],
+        group: &str,
+        resource: &str,
+        namespace: &str,
+    ) {
+        for v in verbs {
+            self.add(v, group, resource, namespace);
+        }
+    }
+    pub fn extend(&mut self, other: Needs) {
+        self.0.extend(other.0);
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Need> {
+        self.0.iter()
+    }
+}
+
+/// Checks every permission of `needs` at once; the error names every
+/// missing one.
+pub async fn check_needs(cluster: &Cluster, needs: &Needs) -> Result<()> {
+    let wanted: Vec<Permission<'_>> = needs
+        .0
         .iter()
-        .map(|(v, g, r, n)| (*v, *g, *r, n.as_str()))
+        .map(|n| {
+            (
+                n.verb,
+                n.group.as_str(),
+                n.resource.as_str(),
+                n.namespace.as_str(),
+            )
+        })
         .collect();
-    check_permissions(cluster, &refs).await
+    check_permissions(cluster, &wanted).await
+}
+
+/// What register uses in the management cluster: the record (ConfigMap),
+/// the plugin's copy of the credential (Secret) and the lock (Lease) in
+/// the registry namespace, the Argo CD cluster Secret; creating the
+/// registry namespace when it is missing. A virtual worker also reads its
+/// host's credential and locks it (the same resources).
+pub fn management_register(ns: &str, namespace_missing: bool) -> Needs {
+    let mut n = Needs::default();
+    n.add_all(&["get", "list", "create", "patch"], "", "configmaps", ns);
+    n.add_all(&["get", "create", "patch"], "", "secrets", ns);
+    n.add_all(
+        &["get", "create", "patch"],
+        "",
+        "secrets",
+        crate::registry::ARGOCD_NAMESPACE,
+    );
+    n.add_all(
+        &["get", "create", "update", "delete"],
+        "coordination.k8s.io",
+        "leases",
+        ns,
+    );
+    n.add("get", "", "namespaces", "");
+    if namespace_missing {
+        n.add("create", "", "namespaces", "");
+    }
+    n
+}
+
+/// What destroy uses in the management cluster: reading and removing the
+/// record, the copy of the credential and the Argo CD cluster Secret, and
+/// the lock.
+pub fn management_destroy(ns: &str) -> Needs {
+    let mut n = Needs::default();
+    n.add_all(&["get", "list", "patch", "delete"], "", "configmaps", ns);
+    n.add_all(&["get", "delete"], "", "secrets", ns);
+    n.add_all(
+        &["get", "delete"],
+        "",
+        "secrets",
+        crate::registry::ARGOCD_NAMESPACE,
+    );
+    n.add_all(
+        &["get", "create", "update", "delete"],
+        "coordination.k8s.io",
+        "leases",
+        ns,
+    );
+    n
 }

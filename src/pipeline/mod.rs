@@ -13,6 +13,7 @@
 //! `register` installs; `diff` and `register --dry-run=server` preview: they
 //! run the same steps up to the first write and stop there.
 
+pub mod needs;
 mod planned;
 mod preview;
 mod run;

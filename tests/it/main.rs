@@ -11,6 +11,7 @@ mod helpers;
 mod krew;
 mod locks;
 mod ownership;
+mod permissions;
 mod physical;
 mod secrets;
 mod serve;

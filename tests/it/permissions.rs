@@ -1,0 +1,303 @@
+//! Permissions from the plan: a user who has every permission but one that
+//! register will use is refused before the first write (exit 4, the missing
+//! one named), and neither cluster changes. Real RBAC on real API servers:
+//! the test bed's restricted user gets a ClusterRole of everything the
+//! cluster serves except one verb on one resource.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kube::Discovery;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::testbed::TestBed;
+
+const VERBS: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "bind",
+    "escalate",
+    "impersonate",
+];
+
+/// A ClusterRole (and its binding to the test bed's restricted user) of
+/// everything `c` serves except `verb` on `group`/`resource`.
+async fn all_but(c: &kube::Client, verb: &str, group: &str, resource: &str) -> String {
+    let discovery = Discovery::new(c.clone()).run().await.expect("discovery");
+    let mut rules: Vec<Value> = vec![json!({"nonResourceURLs": ["*"], "verbs": ["*"]})];
+    let mut found = false;
+    for g in discovery.groups() {
+        if g.name() != group {
+            rules.push(json!({"apiGroups": [g.name()], "resources": ["*"], "verbs": ["*"]}));
+            continue;
+        }
+        let resources: BTreeSet<String> = g
+            .recommended_resources()
+            .into_iter()
+            .map(|(ar, _)| ar.plural)
+            .collect();
+        for r in resources {
+            if r == resource {
+                found = true;
+                let verbs: Vec<&str> = VERBS.iter().copied().filter(|v| *v != verb).collect();
+                rules.push(json!({"apiGroups": [group], "resources": [r], "verbs": verbs}));
+            } else {
+                rules.push(json!({"apiGroups": [group], "resources": [r], "verbs": ["*"]}));
+            }
+        }
+    }
+    assert!(found, "{group}/{resource} is not served");
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "all-but-one"}, "rules": rules,
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "all-but-one"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "all-but-one"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "nautes-restricted"}],
+    });
+    format!("{role}\n---\n{binding}\n")
+}
+
+fn kubectl_apply(kubeconfig: &Path, text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::testbed::bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every object of every listable kind, as "group/kind ns/name", except
+/// what the control plane itself keeps changing (Events, Leases of
+/// kube-system and kube-node-lease, Endpoints, EndpointSlices) and this
+/// test's own RBAC.
+async fn everything(c: &kube::Client) -> BTreeSet<String> {
+    let discovery = Discovery::new(c.clone()).run().await.expect("discovery");
+    let mut out = BTreeSet::new();
+    for g in discovery.groups() {
+        for (ar, caps) in g.recommended_resources() {
+            if !caps.supports_operation(kube::discovery::verbs::LIST)
+                || matches!(
+                    ar.kind.as_str(),
+                    "Event" | "Endpoints" | "EndpointSlice" | "ComponentStatus"
+                )
+            {
+                continue;
+            }
+            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(c.clone(), &ar);
+            let Ok(list) = api.list_metadata(&Default::default()).await else {
+                continue;
+            };
+            for o in list.items {
+                let ns = o.metadata.namespace.unwrap_or_default();
+                let name = o.metadata.name.unwrap_or_default();
+                if ar.kind == "Lease" && (ns == "kube-system" || ns == "kube-node-lease") {
+                    continue;
+                }
+                if name == "all-but-one" {
+                    continue;
+                }
+                out.insert(format!("{}/{} {ns}/{name}", ar.group, ar.kind));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_missing_one_permission_the_plan_uses_is_refused_before_any_write() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let mgmt_tc = bed.cluster("management").clone();
+    let worker = bed.cluster("worker").clone();
+    let (mgmt, wc) = (
+        client(&mgmt_tc.kubeconfig).await,
+        client(&worker.kubeconfig).await,
+    );
+    let name = "perms";
+    let (_a, admin_spec) = write_temp(
+        "admin.json",
+        &physical_spec(name, "worker", &worker, json!({})),
+    );
+    let mut limited = worker.clone();
+    limited.kubeconfig = worker.restricted_kubeconfig.clone();
+    let (_l, limited_spec) = write_temp(
+        "limited.json",
+        &physical_spec(name, "worker", &limited, json!({})),
+    );
+
+    // (cluster, verb, group, resource, what the error must name)
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "worker",
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "create customresourcedefinitions.apiextensions.k8s.io cluster-wide",
+        ),
+        (
+            "worker",
+            "patch",
+            "apps",
+            "deployments",
+            "patch deployments.apps in namespace argocd",
+        ),
+        (
+            "worker",
+            "create",
+            "",
+            "secrets",
+            "create secrets in namespace nautes-system",
+        ),
+        (
+            "worker",
+            "create",
+            "",
+            "configmaps",
+            "create configmaps in namespace kube-system",
+        ),
+        (
+            "worker",
+            "bind",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "bind clusterroles.rbac.authorization.k8s.io cluster-wide",
+        ),
+        (
+            "worker",
+            "list",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "list validatingwebhookconfigurations.admissionregistration.k8s.io cluster-wide",
+        ),
+        (
+            "management",
+            "create",
+            "",
+            "secrets",
+            "create secrets in namespace nautes",
+        ),
+        (
+            "management",
+            "patch",
+            "",
+            "configmaps",
+            "patch configmaps in namespace nautes",
+        ),
+        (
+            "management",
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            "create leases.coordination.k8s.io in namespace nautes",
+        ),
+        (
+            "management",
+            "patch",
+            "",
+            "secrets",
+            "patch secrets in namespace argocd",
+        ),
+        (
+            "management",
+            "create",
+            "",
+            "namespaces",
+            "create namespaces cluster-wide",
+        ),
+        (
+            "management",
+            "delete",
+            "coordination.k8s.io",
+            "leases",
+            "delete leases.coordination.k8s.io in namespace nautes",
+        ),
+    ];
+    for (cluster, verb, group, resource, named) in cases {
+        let (admin, kc) = if *cluster == "worker" {
+            (&wc, &worker.kubeconfig)
+        } else {
+            (&mgmt, &mgmt_tc.kubeconfig)
+        };
+        kubectl_apply(kc, &all_but(admin, verb, group, resource).await);
+        let before = (everything(&mgmt).await, everything(&wc).await);
+        let (mgmt_kc, spec) = if *cluster == "worker" {
+            (&mgmt_tc.kubeconfig, &limited_spec)
+        } else {
+            (&mgmt_tc.restricted_kubeconfig, &admin_spec)
+        };
+        let run = nautes(
+            &["register", "-f", spec.to_str().expect("utf8")],
+            Some(mgmt_kc),
+            None,
+        );
+        let case = format!("{cluster} without {verb} {group}/{resource}");
+        assert_eq!(run.code, 4, "{case}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(named),
+            "{case}: {named:?} not named:\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("nothing was changed"),
+            "{case}: {}",
+            run.stderr
+        );
+        let after = (everything(&mgmt).await, everything(&wc).await);
+        assert_eq!(
+            before.0,
+            after.0,
+            "{case}: the management cluster changed: {}",
+            difference(
+                &before.0.iter().cloned().collect::<Vec<_>>(),
+                &after.0.iter().cloned().collect::<Vec<_>>()
+            )
+        );
+        assert_eq!(
+            before.1,
+            after.1,
+            "{case}: the worker changed: {}",
+            difference(
+                &before.1.iter().cloned().collect::<Vec<_>>(),
+                &after.1.iter().cloned().collect::<Vec<_>>()
+            )
+        );
+    }
+    // with every permission, the same user registers and destroys
+    kubectl_apply(
+        &worker.kubeconfig,
+        &all_but(&wc, "impersonate", "", "serviceaccounts").await,
+    );
+    nautes(
+        &["register", "-f", limited_spec.to_str().expect("utf8")],
+        Some(&mgmt_tc.kubeconfig),
+        None,
+    )
+    .ok();
+    nautes(&["destroy", name], Some(&mgmt_tc.kubeconfig), None).ok();
+    wait_nothing_left(&wc, name, "the worker").await;
+}
