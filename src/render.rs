@@ -154,7 +154,8 @@ pub fn parse_objects(source: &str, text: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| Error::internal(format!("{source}: output is not valid YAML: {e}")))?;
     let mut out = Vec::new();
-    for doc in docs {
+    for mut doc in docs {
+        drop_nulls(&mut doc);
         flatten(doc, &mut out);
     }
     for o in &out {
@@ -169,6 +170,24 @@ pub fn parse_objects(source: &str, text: &str) -> Result<Vec<Value>> {
         }
     }
     Ok(out)
+}
+
+/// Removes every null value from the mappings of a document, at any depth
+/// (mappings inside sequences included), as kubectl does before it sends an
+/// object. Charts write `annotations:` with nothing after it; sent as
+/// `null`, server-side apply makes the plugin own that field as "absent",
+/// which takes away what controllers add there (a Deployment's revision
+/// annotation) and shows as a change on every register. A mapping left empty
+/// stays (`{}`); sequence items are kept as they are, so no index shifts.
+pub fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn flatten(doc: Value, out: &mut Vec<Value>) {
@@ -500,6 +519,45 @@ mod tests {
             .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"))
             .collect();
         assert_eq!(parse_objects("t", &text).expect("parses").len(), 3000);
+    }
+
+    #[test]
+    fn drop_nulls_removes_nulls_from_mappings_at_every_depth_only() {
+        let mut v = json!({
+            "metadata": {"name": "a", "annotations": null, "labels": {"x": "1", "y": null}},
+            "spec": {
+                "template": {"metadata": {"annotations": null}},
+                "containers": [{"name": "c", "securityContext": null, "env": [{"name": "E", "value": null}]}],
+                "args": ["a", null, "b"],
+                "empty": {"only": null},
+                "zero": 0, "no": false, "blank": ""
+            }
+        });
+        drop_nulls(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "metadata": {"name": "a", "labels": {"x": "1"}},
+                "spec": {
+                    "template": {"metadata": {}},
+                    "containers": [{"name": "c", "env": [{"name": "E"}]}],
+                    "args": ["a", null, "b"],
+                    "empty": {},
+                    "zero": 0, "no": false, "blank": ""
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn parse_objects_drops_null_fields_and_documents_left_empty() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  annotations:\n  labels:\n    a: ~\nspec:\n  ports:\n  - port: 80\n    nodePort: null\n---\nkey:\n";
+        let objs = parse_objects("t", text).expect("parses");
+        assert_eq!(objs.len(), 1);
+        assert_eq!(
+            objs[0],
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "labels": {}}, "spec": {"ports": [{"port": 80}]}})
+        );
     }
 
     #[test]
