@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::plan::{Component, Plan, Stage, Target};
 use crate::spec::ClusterSpec;
 
+pub mod charts;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
@@ -223,28 +225,12 @@ fn short(v: &Value) -> String {
 /// `<name>-<version>.tgz`, else its upstream repository.
 pub fn chart_args(c: &Component, charts_dir: Option<&Path>) -> Result<Vec<String>> {
     match charts_dir {
-        Some(dir) => {
-            let as_dir = dir.join(&c.chart.name);
-            let as_tgz = dir.join(format!("{}-{}.tgz", c.chart.name, c.chart.version));
-            if as_dir.join("Chart.yaml").is_file() {
-                Ok(vec![as_dir.to_string_lossy().into_owned()])
-            } else if as_tgz.is_file() {
-                Ok(vec![as_tgz.to_string_lossy().into_owned()])
-            } else {
-                Err(Error::missing(format!(
-                    "chart {} {} for component {} is not in --charts-dir {}: expected {} or {} (get it with `helm pull {} --repo {} --version {}`)",
-                    c.chart.name,
-                    c.chart.version,
-                    c.name,
-                    dir.display(),
-                    as_dir.display(),
-                    as_tgz.display(),
-                    c.chart.name,
-                    c.chart.repository,
-                    c.chart.version
-                )))
-            }
-        }
+        Some(dir) => Ok(vec![
+            charts::locate(c, dir)?
+                .path()
+                .to_string_lossy()
+                .into_owned(),
+        ]),
         None if !c.chart.repository.starts_with("oci://")
             && c.chart.repository.contains("/tree/") =>
         {
@@ -359,8 +345,29 @@ pub fn label(object: &mut Value, cluster: &str, component: &str) {
 }
 
 /// Renders every component of a stage (concurrently) and the stage's own
-/// manifests, returning labelled objects in component order.
+/// manifests, returning labelled objects in component order. The charts of
+/// every stage of the spec's plan are checked first (see [`charts::check`]),
+/// so a bad chart of a later stage stops the first one before its writes.
 pub async fn render_stage(
+    env: &Environment<'_>,
+    spec: &ClusterSpec,
+    stage: &Stage,
+    opts: &RenderOptions,
+    kube: &KubeInfo,
+) -> Result<Vec<Manifest>> {
+    let mut whole = crate::plan::Catalog::builtin()
+        .and_then(|catalog| crate::plan::plan(spec, &catalog))
+        .unwrap_or_else(|_| Plan {
+            cluster: spec.name.clone(),
+            stages: Vec::new(),
+        });
+    whole.stages.push(stage.clone());
+    charts::check(&whole, opts.charts_dir.as_deref())?;
+    render_checked_stage(env, spec, stage, opts, kube).await
+}
+
+/// [`render_stage`] without the check of the charts.
+async fn render_checked_stage(
     env: &Environment<'_>,
     spec: &ClusterSpec,
     stage: &Stage,
@@ -456,6 +463,7 @@ pub async fn render_plan(
     opts: &RenderOptions,
     kube: &BTreeMap<Target, KubeInfo>,
 ) -> Result<Vec<(Target, Vec<Manifest>)>> {
+    charts::check(plan, opts.charts_dir.as_deref())?;
     let env = environment();
     let mut out = Vec::new();
     let default = KubeInfo::default();
@@ -463,7 +471,7 @@ pub async fn render_plan(
         let info = kube.get(&stage.target).unwrap_or(&default);
         out.push((
             stage.target,
-            render_stage(&env, spec, stage, opts, info).await?,
+            render_checked_stage(&env, spec, stage, opts, info).await?,
         ));
     }
     Ok(out)
@@ -564,6 +572,60 @@ mod tests {
     fn parse_objects_rejects_an_object_without_a_name() {
         let err = parse_objects("t", "apiVersion: v1\nkind: ConfigMap\n").expect_err("must fail");
         assert!(err.message.contains("metadata.name"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn rendering_a_stage_checks_the_charts_of_every_stage_of_the_plan_first() {
+        // a virtual worker: its first stage (the vcluster, in the host) is
+        // written before its second is rendered, so rendering the first
+        // must already refuse a bad chart of the second
+        let spec = crate::spec::parse(
+            "v.yaml",
+            include_str!("../examples/cluster-virtual-worker.yaml"),
+            None,
+        )
+        .expect("spec");
+        let plan = crate::plan::plan(&spec, &crate::plan::Catalog::builtin().expect("catalog"))
+            .expect("plan");
+        assert_eq!(plan.stages[0].target, Target::VirtualHost);
+        let dir = tempfile::tempdir().expect("dir");
+        for c in plan.stages.iter().flat_map(|s| &s.components) {
+            let d = dir.path().join(&c.chart.name);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let version = if c.name == "argocd" {
+                "9.9.9"
+            } else {
+                &c.chart.version
+            };
+            std::fs::write(
+                d.join("Chart.yaml"),
+                format!("name: {}\nversion: {version}\n", c.chart.name),
+            )
+            .expect("write");
+        }
+        let opts = RenderOptions {
+            // never run: the check comes before helm
+            helm: PathBuf::from("/nonexistent/helm"),
+            charts_dir: Some(dir.path().to_path_buf()),
+        };
+        let err = render_stage(
+            &environment(),
+            &spec,
+            &plan.stages[0],
+            &opts,
+            &KubeInfo::default(),
+        )
+        .await
+        .expect_err("argo-cd 9.9.9 must be refused");
+        assert_eq!(err.code, crate::error::ExitCode::Missing);
+        assert!(
+            err.message.contains("chart argo-cd of component argocd")
+                && err
+                    .message
+                    .contains("is version 9.9.9, the catalog pins 10.1.1"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -788,3 +788,67 @@ async fn null_fields_in_a_chart_are_dropped_and_a_second_register_changes_nothin
     nautes(&["destroy", name], Some(&mgmt_kc), None).ok();
     wait_nothing_left(&wc, name, "the worker").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_of_the_wrong_version_stops_register_before_the_worker_is_touched() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
+    let charts = charts_copy();
+    edit_chart_yaml(
+        charts.path(),
+        "traefik",
+        "version: 41.3.0",
+        "version: 41.2.0",
+    );
+    std::fs::remove_dir_all(charts.path().join("argo-cd/charts/redis-ha")).expect("rm");
+    let name = "wrong-chart";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let run = nautes(
+        &[
+            "register",
+            "-f",
+            spec_path.to_str().expect("utf8"),
+            "--charts-dir",
+            charts.path().to_str().expect("utf8"),
+        ],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 8, "{}", run.stderr);
+    for needed in [
+        "is version 41.2.0, the catalog pins 41.3.0",
+        "missing under its charts/ directory: redis-ha",
+    ] {
+        assert!(
+            run.stderr.contains(needed),
+            "missing {needed:?} in:\n{}",
+            run.stderr
+        );
+    }
+    // nothing of the plan was written: not in the worker, and no
+    // registration object in the management cluster
+    assert!(
+        labelled(&wc, "app.kubernetes.io/managed-by=kubectl-nautes")
+            .await
+            .is_empty()
+    );
+    assert!(!namespace_exists(&wc, "traefik").await);
+    assert!(
+        labelled(&mgmt, &format!("{SELECTOR}{name}"))
+            .await
+            .is_empty()
+    );
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(mgmt.clone(), "nautes");
+    assert!(
+        cms.get_opt(&format!("cluster-{name}"))
+            .await
+            .expect("get")
+            .is_none(),
+        "a registration record was written"
+    );
+}
