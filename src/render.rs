@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::plan::{Component, Plan, Stage, Target};
 use crate::spec::ClusterSpec;
 
+pub mod charts;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
@@ -154,7 +156,8 @@ pub fn parse_objects(source: &str, text: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| Error::internal(format!("{source}: output is not valid YAML: {e}")))?;
     let mut out = Vec::new();
-    for doc in docs {
+    for mut doc in docs {
+        drop_nulls(&mut doc);
         flatten(doc, &mut out);
     }
     for o in &out {
@@ -169,6 +172,24 @@ pub fn parse_objects(source: &str, text: &str) -> Result<Vec<Value>> {
         }
     }
     Ok(out)
+}
+
+/// Removes every null value from the mappings of a document, at any depth
+/// (mappings inside sequences included), as kubectl does before it sends an
+/// object. Charts write `annotations:` with nothing after it; sent as
+/// `null`, server-side apply makes the plugin own that field as "absent",
+/// which takes away what controllers add there (a Deployment's revision
+/// annotation) and shows as a change on every register. A mapping left empty
+/// stays (`{}`); sequence items are kept as they are, so no index shifts.
+pub fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn flatten(doc: Value, out: &mut Vec<Value>) {
@@ -204,28 +225,12 @@ fn short(v: &Value) -> String {
 /// `<name>-<version>.tgz`, else its upstream repository.
 pub fn chart_args(c: &Component, charts_dir: Option<&Path>) -> Result<Vec<String>> {
     match charts_dir {
-        Some(dir) => {
-            let as_dir = dir.join(&c.chart.name);
-            let as_tgz = dir.join(format!("{}-{}.tgz", c.chart.name, c.chart.version));
-            if as_dir.join("Chart.yaml").is_file() {
-                Ok(vec![as_dir.to_string_lossy().into_owned()])
-            } else if as_tgz.is_file() {
-                Ok(vec![as_tgz.to_string_lossy().into_owned()])
-            } else {
-                Err(Error::missing(format!(
-                    "chart {} {} for component {} is not in --charts-dir {}: expected {} or {} (get it with `helm pull {} --repo {} --version {}`)",
-                    c.chart.name,
-                    c.chart.version,
-                    c.name,
-                    dir.display(),
-                    as_dir.display(),
-                    as_tgz.display(),
-                    c.chart.name,
-                    c.chart.repository,
-                    c.chart.version
-                )))
-            }
-        }
+        Some(dir) => Ok(vec![
+            charts::locate(c, dir)?
+                .path()
+                .to_string_lossy()
+                .into_owned(),
+        ]),
         None if !c.chart.repository.starts_with("oci://")
             && c.chart.repository.contains("/tree/") =>
         {
@@ -340,8 +345,29 @@ pub fn label(object: &mut Value, cluster: &str, component: &str) {
 }
 
 /// Renders every component of a stage (concurrently) and the stage's own
-/// manifests, returning labelled objects in component order.
+/// manifests, returning labelled objects in component order. The charts of
+/// every stage of the spec's plan are checked first (see [`charts::check`]),
+/// so a bad chart of a later stage stops the first one before its writes.
 pub async fn render_stage(
+    env: &Environment<'_>,
+    spec: &ClusterSpec,
+    stage: &Stage,
+    opts: &RenderOptions,
+    kube: &KubeInfo,
+) -> Result<Vec<Manifest>> {
+    let mut whole = crate::plan::Catalog::builtin()
+        .and_then(|catalog| crate::plan::plan(spec, &catalog))
+        .unwrap_or_else(|_| Plan {
+            cluster: spec.name.clone(),
+            stages: Vec::new(),
+        });
+    whole.stages.push(stage.clone());
+    charts::check(&whole, opts.charts_dir.as_deref())?;
+    render_checked_stage(env, spec, stage, opts, kube).await
+}
+
+/// [`render_stage`] without the check of the charts.
+async fn render_checked_stage(
     env: &Environment<'_>,
     spec: &ClusterSpec,
     stage: &Stage,
@@ -437,6 +463,7 @@ pub async fn render_plan(
     opts: &RenderOptions,
     kube: &BTreeMap<Target, KubeInfo>,
 ) -> Result<Vec<(Target, Vec<Manifest>)>> {
+    charts::check(plan, opts.charts_dir.as_deref())?;
     let env = environment();
     let mut out = Vec::new();
     let default = KubeInfo::default();
@@ -444,7 +471,7 @@ pub async fn render_plan(
         let info = kube.get(&stage.target).unwrap_or(&default);
         out.push((
             stage.target,
-            render_stage(&env, spec, stage, opts, info).await?,
+            render_checked_stage(&env, spec, stage, opts, info).await?,
         ));
     }
     Ok(out)
@@ -503,9 +530,102 @@ mod tests {
     }
 
     #[test]
+    fn drop_nulls_removes_nulls_from_mappings_at_every_depth_only() {
+        let mut v = json!({
+            "metadata": {"name": "a", "annotations": null, "labels": {"x": "1", "y": null}},
+            "spec": {
+                "template": {"metadata": {"annotations": null}},
+                "containers": [{"name": "c", "securityContext": null, "env": [{"name": "E", "value": null}]}],
+                "args": ["a", null, "b"],
+                "empty": {"only": null},
+                "zero": 0, "no": false, "blank": ""
+            }
+        });
+        drop_nulls(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "metadata": {"name": "a", "labels": {"x": "1"}},
+                "spec": {
+                    "template": {"metadata": {}},
+                    "containers": [{"name": "c", "env": [{"name": "E"}]}],
+                    "args": ["a", null, "b"],
+                    "empty": {},
+                    "zero": 0, "no": false, "blank": ""
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn parse_objects_drops_null_fields_and_documents_left_empty() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  annotations:\n  labels:\n    a: ~\nspec:\n  ports:\n  - port: 80\n    nodePort: null\n---\nkey:\n";
+        let objs = parse_objects("t", text).expect("parses");
+        assert_eq!(objs.len(), 1);
+        assert_eq!(
+            objs[0],
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "labels": {}}, "spec": {"ports": [{"port": 80}]}})
+        );
+    }
+
+    #[test]
     fn parse_objects_rejects_an_object_without_a_name() {
         let err = parse_objects("t", "apiVersion: v1\nkind: ConfigMap\n").expect_err("must fail");
         assert!(err.message.contains("metadata.name"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn rendering_a_stage_checks_the_charts_of_every_stage_of_the_plan_first() {
+        // a virtual worker: its first stage (the vcluster, in the host) is
+        // written before its second is rendered, so rendering the first
+        // must already refuse a bad chart of the second
+        let spec = crate::spec::parse(
+            "v.yaml",
+            include_str!("../examples/cluster-virtual-worker.yaml"),
+            None,
+        )
+        .expect("spec");
+        let plan = crate::plan::plan(&spec, &crate::plan::Catalog::builtin().expect("catalog"))
+            .expect("plan");
+        assert_eq!(plan.stages[0].target, Target::VirtualHost);
+        let dir = tempfile::tempdir().expect("dir");
+        for c in plan.stages.iter().flat_map(|s| &s.components) {
+            let d = dir.path().join(&c.chart.name);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let version = if c.name == "argocd" {
+                "9.9.9"
+            } else {
+                &c.chart.version
+            };
+            std::fs::write(
+                d.join("Chart.yaml"),
+                format!("name: {}\nversion: {version}\n", c.chart.name),
+            )
+            .expect("write");
+        }
+        let opts = RenderOptions {
+            // never run: the check comes before helm
+            helm: PathBuf::from("/nonexistent/helm"),
+            charts_dir: Some(dir.path().to_path_buf()),
+        };
+        let err = render_stage(
+            &environment(),
+            &spec,
+            &plan.stages[0],
+            &opts,
+            &KubeInfo::default(),
+        )
+        .await
+        .expect_err("argo-cd 9.9.9 must be refused");
+        assert_eq!(err.code, crate::error::ExitCode::Missing);
+        assert!(
+            err.message.contains("chart argo-cd of component argocd")
+                && err
+                    .message
+                    .contains("is version 9.9.9, the catalog pins 10.1.1"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

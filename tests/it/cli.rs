@@ -2,7 +2,7 @@
 //! exit codes, and the offline commands. Snapshots (insta) pin stdout,
 //! stderr and exit codes.
 
-use crate::helpers::{Run, command, nautes};
+use crate::helpers::{Run, charts_copy, command, edit_chart_yaml, nautes};
 
 fn snapshot(args: &[&str]) -> String {
     // without the NAUTES_* variables the test bed sets, so the text does not
@@ -246,6 +246,90 @@ fn a_chart_missing_from_charts_dir_is_exit_8_and_names_it() {
         "{}",
         run.stderr
     );
+}
+
+fn render_with(example: &str, charts: &std::path::Path) -> Run {
+    let ex = crate::repo().join("examples").join(example);
+    // no management cluster: KUBECONFIG points nowhere, so render would fail
+    // if it tried to contact one
+    nautes(
+        &[
+            "render",
+            "-f",
+            ex.to_str().expect("utf8"),
+            "--charts-dir",
+            charts.to_str().expect("utf8"),
+        ],
+        None,
+        None,
+    )
+}
+
+#[test]
+fn charts_whose_version_or_name_differ_from_the_catalog_are_exit_8_named_together() {
+    let charts = charts_copy();
+    // a chart of the first stage (the vcluster in the host) and one of the
+    // second (inside the vcluster): both named in the one error
+    edit_chart_yaml(
+        charts.path(),
+        "vcluster",
+        "version: 0.36.1",
+        "version: 0.0.1",
+    );
+    edit_chart_yaml(
+        charts.path(),
+        "argo-cd",
+        "name: argo-cd",
+        "name: argo-cd-fork",
+    );
+    let run = render_with("cluster-virtual-worker.yaml", charts.path());
+    assert_eq!(run.code, 8, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "rendered anyway:\n{}", run.stdout);
+    for needed in [
+        "chart vcluster of component vcluster",
+        "is version 0.0.1, the catalog pins 0.36.1",
+        "names chart \"argo-cd-fork\"",
+        "pins chart argo-cd 10.1.1",
+        "2 problem(s)",
+        "nothing was rendered",
+    ] {
+        assert!(
+            run.stderr.contains(needed),
+            "missing {needed:?} in:\n{}",
+            run.stderr
+        );
+    }
+    // the unbroken copy renders: the check refuses only what differs
+    let good = charts_copy();
+    render_with("cluster-virtual-worker.yaml", good.path()).ok();
+}
+
+#[test]
+fn every_missing_dependency_of_every_chart_is_named_in_one_error() {
+    let charts = charts_copy();
+    // Argo CD's vendored redis-ha removed, and two dependencies declared by
+    // Traefik's chart that it does not carry
+    std::fs::remove_dir_all(charts.path().join("argo-cd/charts/redis-ha")).expect("rm");
+    let p = charts.path().join("traefik/Chart.yaml");
+    let mut text = std::fs::read_to_string(&p).expect("read");
+    text.push_str("dependencies:\n  - name: traefik-crds\n    version: 1.2.0\n    repository: https://traefik.github.io/charts\n  - name: traefik-hub\n    version: 0.1.0\n    condition: hub.enabled\n");
+    std::fs::write(&p, text).expect("write");
+    let run = render_with("cluster-physical-worker.yaml", charts.path());
+    assert_eq!(run.code, 8, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "rendered anyway:\n{}", run.stdout);
+    for needed in [
+        "chart argo-cd of component argocd",
+        "missing under its charts/ directory: redis-ha 4.38.0",
+        "chart traefik of component traefik",
+        "missing under its charts/ directory: traefik-crds 1.2.0, traefik-hub 0.1.0",
+        "2 problem(s)",
+    ] {
+        assert!(
+            run.stderr.contains(needed),
+            "missing {needed:?} in:\n{}",
+            run.stderr
+        );
+    }
 }
 
 /// Runs the binary with stdin from a file, killing it after 60 s (a hang

@@ -377,3 +377,30 @@ pub fn error_block(stderr: &str) -> &str {
     );
     &stderr[i..]
 }
+
+/// A copy of tests/charts in a temporary directory, to be broken by a test.
+pub fn charts_copy() -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let p = e.expect("entry").path();
+            let dest = to.join(p.file_name().expect("name"));
+            if p.is_dir() {
+                copy(&p, &dest);
+            } else {
+                std::fs::copy(&p, &dest).expect("copy");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    copy(&crate::repo().join("tests/charts"), dir.path());
+    dir
+}
+
+/// Replaces one line of a chart's Chart.yaml.
+pub fn edit_chart_yaml(dir: &std::path::Path, chart: &str, from: &str, to: &str) {
+    let p = dir.join(chart).join("Chart.yaml");
+    let text = std::fs::read_to_string(&p).expect("read");
+    assert!(text.contains(from), "{}: no {from:?}", p.display());
+    std::fs::write(&p, text.replacen(from, to, 1)).expect("write");
+}

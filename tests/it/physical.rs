@@ -616,3 +616,239 @@ async fn destroy_is_refused_while_argo_cd_applications_deploy_to_the_cluster() {
     nautes(&["destroy", name, "--force"], Some(&mgmt_kc), None).ok();
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_fields_in_a_chart_are_dropped_and_a_second_register_changes_nothing() {
+    // tests/charts-null-fields/traefik is tests/charts/traefik with the null
+    // fields upstream Traefik emits: `metadata.annotations:` with no value on
+    // its Service, and nulls nested in its Deployment (the Pod template's
+    // annotations, a container's securityContext, inside a list)
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
+    let wc = client(&worker.kubeconfig).await;
+    let charts = tempfile::tempdir().expect("dir");
+    for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
+        let p = e.expect("entry").path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n != "traefik") {
+            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name")))
+                .expect("link");
+        }
+    }
+    std::os::unix::fs::symlink(
+        crate::repo().join("tests/charts-null-fields/traefik"),
+        charts.path().join("traefik"),
+    )
+    .expect("link");
+    let name = "null-fields";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let sp = spec_path.to_str().expect("utf8");
+    let cd = charts.path().to_str().expect("utf8");
+
+    // the fixture really emits the nulls
+    let rendered = nautes(
+        &["render", "-f", sp, "--charts-dir", cd, "-o", "json"],
+        None,
+        None,
+    );
+    let helm = std::env::var_os("NAUTES_TESTBED_BIN").map_or_else(
+        || "helm".into(),
+        |b| std::path::PathBuf::from(b).join("helm"),
+    );
+    let raw = std::process::Command::new(helm)
+        .args(["template", "traefik", &format!("{cd}/traefik")])
+        .output()
+        .expect("helm template");
+    let raw = String::from_utf8_lossy(&raw.stdout);
+    assert!(
+        raw.contains("  annotations:\nspec:") && raw.contains("securityContext:\n"),
+        "the fixture emits no null fields:\n{raw}"
+    );
+    // and render shows none of them
+    rendered.ok();
+    fn nulls(v: &Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Null => out.push(at.to_string()),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| nulls(v, &format!("{at}.{k}"), out)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| nulls(v, &format!("{at}[{i}]"), out)),
+            _ => {}
+        }
+    }
+    let list = json_out(&rendered.stdout);
+    let items = list["items"].as_array().expect("items");
+    assert!(
+        items
+            .iter()
+            .any(|o| o["kind"] == "Service" && o["metadata"]["name"] == "traefik")
+    );
+    let mut found = Vec::new();
+    for o in items {
+        let at = format!(
+            "{} {}",
+            o["kind"].as_str().unwrap_or("?"),
+            o["metadata"]["name"].as_str().unwrap_or("?")
+        );
+        nulls(o, &at, &mut found);
+    }
+    assert!(found.is_empty(), "render prints null fields: {found:?}");
+
+    let first = nautes(
+        &["register", "-f", sp, "--charts-dir", cd, "-o", "json"],
+        Some(&mgmt_kc),
+        None,
+    );
+    first.ok();
+    let again = nautes(
+        &["register", "-f", sp, "--charts-dir", cd, "-o", "json"],
+        Some(&mgmt_kc),
+        None,
+    );
+    again.ok();
+    let c = &json_out(&again.stdout)["changes"];
+    assert_eq!(
+        (
+            c["created"].as_u64(),
+            c["configured"].as_u64(),
+            c["pruned"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{c}"
+    );
+
+    // the objects in the cluster carry nothing null-derived: no annotations
+    // the plugin did not ask for, and no field of the plugin's manager that
+    // came from a null
+    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(wc.clone(), "traefik")
+        .get("traefik")
+        .await
+        .expect("Service traefik");
+    assert!(
+        svc.metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| a.is_empty()),
+        "{:?}",
+        svc.metadata.annotations
+    );
+    let dep = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(wc.clone(), "traefik")
+        .get("traefik")
+        .await
+        .expect("Deployment traefik");
+    // the Deployment controller's revision annotation is there and stays:
+    // the plugin sent no `annotations: null` that would take it away
+    let annotations = dep.metadata.annotations.clone().unwrap_or_default();
+    assert!(
+        annotations.contains_key("deployment.kubernetes.io/revision")
+            && annotations
+                .keys()
+                .all(|k| k == "deployment.kubernetes.io/revision"),
+        "{annotations:?}"
+    );
+    let pod = dep.spec.as_ref().expect("spec").template.clone();
+    assert!(
+        pod.metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .is_none_or(|a| a.is_empty())
+    );
+    assert!(
+        pod.spec.as_ref().expect("pod spec").containers[0]
+            .security_context
+            .is_none()
+    );
+    for (what, fields) in [
+        ("Service", &svc.metadata.managed_fields),
+        ("Deployment", &dep.metadata.managed_fields),
+    ] {
+        let ours: Vec<String> = fields
+            .iter()
+            .flatten()
+            .filter(|f| {
+                f.manager
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("kubectl-nautes"))
+            })
+            .map(|f| serde_json::to_string(&f.fields_v1).expect("json"))
+            .collect();
+        assert!(!ours.is_empty(), "{what}: no fields of kubectl-nautes");
+        for f in ours {
+            assert!(
+                !f.contains("f:annotations") && !f.contains("f:securityContext"),
+                "{what}: the plugin owns a field it only sent as null: {f}"
+            );
+        }
+    }
+    nautes(&["destroy", name], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&wc, name, "the worker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_of_the_wrong_version_stops_register_before_the_worker_is_touched() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
+    let mgmt = client(&mgmt_kc).await;
+    let wc = client(&worker.kubeconfig).await;
+    let charts = charts_copy();
+    edit_chart_yaml(
+        charts.path(),
+        "traefik",
+        "version: 41.3.0",
+        "version: 41.2.0",
+    );
+    std::fs::remove_dir_all(charts.path().join("argo-cd/charts/redis-ha")).expect("rm");
+    let name = "wrong-chart";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let run = nautes(
+        &[
+            "register",
+            "-f",
+            spec_path.to_str().expect("utf8"),
+            "--charts-dir",
+            charts.path().to_str().expect("utf8"),
+        ],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 8, "{}", run.stderr);
+    for needed in [
+        "is version 41.2.0, the catalog pins 41.3.0",
+        "missing under its charts/ directory: redis-ha",
+    ] {
+        assert!(
+            run.stderr.contains(needed),
+            "missing {needed:?} in:\n{}",
+            run.stderr
+        );
+    }
+    // nothing of the plan was written: not in the worker, and no
+    // registration object in the management cluster
+    assert!(
+        labelled(&wc, "app.kubernetes.io/managed-by=kubectl-nautes")
+            .await
+            .is_empty()
+    );
+    assert!(!namespace_exists(&wc, "traefik").await);
+    assert!(
+        labelled(&mgmt, &format!("{SELECTOR}{name}"))
+            .await
+            .is_empty()
+    );
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(mgmt.clone(), "nautes");
+    assert!(
+        cms.get_opt(&format!("cluster-{name}"))
+            .await
+            .expect("get")
+            .is_none(),
+        "a registration record was written"
+    );
+}
