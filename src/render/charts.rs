@@ -145,7 +145,7 @@ fn read_tgz_chart(source: &str, bytes: &[u8]) -> std::result::Result<ChartInfo, 
         .iter()
         .find(|(p, _)| rel(p).as_deref() == Some("Chart.yaml"))
         .ok_or_else(|| format!("{source}: holds no <chart>/Chart.yaml"))?;
-    let text = String::from_utf8_lossy(chart_yaml.1);
+    let text = String::from_utf8_lossy(&chart_yaml.1);
     let mut info = parse_chart_yaml(&format!("{source}: Chart.yaml"), &text)?;
     for (p, data) in &entries {
         let Some(r) = rel(p) else { continue };
@@ -168,62 +168,25 @@ fn read_tgz_chart(source: &str, bytes: &[u8]) -> std::result::Result<ChartInfo, 
     Ok(info)
 }
 
-/// The regular files of a tar archive (ustar, with PAX and GNU long names):
-/// (path, content).
-fn tar_entries(raw: &[u8]) -> std::result::Result<Vec<(String, &[u8])>, String> {
+/// The regular files of a tar archive: (path, content), read with the
+/// `tar` crate (ustar, PAX and GNU long names).
+fn tar_entries(raw: &[u8]) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+    let mut archive = tar::Archive::new(raw);
     let mut out = Vec::new();
-    let mut at = 0usize;
-    let mut long_name: Option<String> = None;
-    while at + 512 <= raw.len() {
-        let h = &raw[at..at + 512];
-        if h.iter().all(|b| *b == 0) {
-            break;
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        if !entry.header().entry_type().is_file() {
+            continue;
         }
-        let field = |from: usize, to: usize| {
-            let f = &h[from..to];
-            let end = f.iter().position(|b| *b == 0).unwrap_or(f.len());
-            String::from_utf8_lossy(&f[..end]).into_owned()
-        };
-        let size_text = field(124, 136);
-        let size = u64::from_str_radix(size_text.trim(), 8)
-            .map_err(|_| format!("bad size {size_text:?} at offset {at}"))?;
-        let start = at + 512;
-        let end = usize::try_from(size)
-            .ok()
-            .and_then(|s| start.checked_add(s))
-            .filter(|e| *e <= raw.len())
-            .ok_or_else(|| format!("entry at offset {at} runs past the end"))?;
-        let data = &raw[start..end];
-        let mut name = field(0, 100);
-        if &h[257..262] == b"ustar" {
-            let prefix = field(345, 500);
-            if !prefix.is_empty() {
-                name = format!("{prefix}/{name}");
-            }
-        }
-        match h[156] {
-            // PAX extended header: `<len> key=value\n` records
-            b'x' => {
-                let text = String::from_utf8_lossy(data);
-                long_name = text.lines().find_map(|l| {
-                    l.split_once(' ')
-                        .and_then(|(_, kv)| kv.strip_prefix("path="))
-                        .map(str::to_string)
-                });
-            }
-            // GNU long name
-            b'L' => {
-                let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
-                long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-            }
-            t => {
-                let name = long_name.take().unwrap_or(name);
-                if t == b'0' || t == 0 {
-                    out.push((name.trim_start_matches("./").to_string(), data));
-                }
-            }
-        }
-        at = start + data.len().div_ceil(512) * 512;
+        let path = entry
+            .path()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).map_err(|e| e.to_string())?;
+        out.push((path, data));
     }
     Ok(out)
 }
@@ -329,29 +292,20 @@ mod tests {
     use super::*;
 
     /// A tar entry (ustar header) of a regular file.
-    fn entry(name: &str, data: &[u8]) -> Vec<u8> {
-        let mut h = vec![0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000644");
-        let size = format!("{:011o}", data.len());
-        h[124..135].copy_from_slice(size.as_bytes());
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        let mut out = h;
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-        out
-    }
-
+    /// A gzipped tar of regular files, written with the `tar` crate (GNU
+    /// long names for paths over 100 bytes).
     fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        use std::io::Write;
-        let mut tar = Vec::new();
+        let mut builder = tar::Builder::new(Vec::new());
         for (n, d) in entries {
-            tar.extend(entry(n, d));
+            let mut h = tar::Header::new_gnu();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut h, n, *d).expect("tar entry");
         }
-        tar.extend(vec![0u8; 1024]);
+        let tar = builder.into_inner().expect("tar");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar).expect("gzip");
+        std::io::Write::write_all(&mut gz, &tar).expect("gzip");
         gz.finish().expect("gzip")
     }
 
@@ -396,23 +350,15 @@ mod tests {
     }
 
     #[test]
-    fn tar_entries_take_pax_and_gnu_long_names() {
-        let long = format!("top/{}/Chart.yaml", "d".repeat(120));
-        let pax = format!("{} path={long}\n", long.len() + 7 + 3);
-        let mut tar = Vec::new();
-        let mut x = entry("PaxHeaders/x", pax.as_bytes());
-        x[156] = b'x';
-        tar.extend(x);
-        tar.extend(entry("top/shortened", b"one"));
-        let mut l = entry("././@LongLink", format!("{long}\0").as_bytes());
-        l[156] = b'L';
-        tar.extend(l);
-        tar.extend(entry("top/shortened2", b"two"));
-        tar.extend(vec![0u8; 1024]);
-        let got = tar_entries(&tar).expect("reads");
-        assert_eq!(got, [(long.clone(), &b"one"[..]), (long, &b"two"[..])]);
-        let mut cut = entry("a", b"data");
-        cut.truncate(514);
-        assert!(tar_entries(&cut).is_err());
+    fn a_packaged_chart_with_long_paths_is_read() {
+        let long = format!("top/{}/x.yaml", "d".repeat(120));
+        let archive = tgz(&[
+            ("top/Chart.yaml", b"name: top\nversion: 1.0.0\n"),
+            (&long, b"a: 1\n"),
+        ]);
+        let info = read_tgz_chart("top.tgz", &archive).expect("reads");
+        assert_eq!(info.name, "top");
+        let e = read_tgz_chart("cut.tgz", &archive[..archive.len() / 2]).expect_err("fails");
+        assert!(e.contains("cut.tgz"), "{e}");
     }
 }
