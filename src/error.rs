@@ -122,6 +122,8 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
             };
             let what = if s.code == 401 {
                 "the credential was not accepted (401 Unauthorized)".to_string()
+            } else if let Some(w) = webhook_failure(&s.message) {
+                w
             } else {
                 format!("{} ({})", s.message, s.code)
             };
@@ -280,5 +282,100 @@ mod yaml_error_tests {
             shown.starts_with("the kubeconfig does not match the kubeconfig schema at line 7"),
             "{shown}"
         );
+    }
+}
+
+/// An admission webhook that refused a request or could not be called, in
+/// one line: which webhook, which Service serves it, and the way out.
+/// None when the message is not about a webhook.
+pub fn webhook_failure(message: &str) -> Option<String> {
+    let quoted = |after: &str| -> Option<String> {
+        let rest = message.split_once(after)?.1;
+        let rest = rest.strip_prefix('"')?;
+        Some(rest.split_once('"')?.0.to_string())
+    };
+    let short = |reason: &str| -> String {
+        // x509 errors list every name of the certificate: the first clause says it
+        let reason = reason
+            .split_once(": x509: certificate is valid for")
+            .map_or(reason, |(head, _)| head);
+        let mut out: String = reason.trim().chars().take(160).collect();
+        if reason.trim().chars().count() > 160 {
+            out.push_str("...");
+        }
+        out
+    };
+    if let Some(name) = quoted("failed calling webhook ") {
+        // `Post "https://<service>.<namespace>.svc:443/path?timeout=10s": reason`
+        let url = message
+            .split_once("Post \"")
+            .and_then(|(_, r)| r.split_once('"'))
+            .map(|(u, _)| u.to_string());
+        let reason = message
+            .split_once("Post \"")
+            .and_then(|(_, r)| r.split_once("\": "))
+            .map(|(_, reason)| reason.to_string())
+            .unwrap_or_else(|| message.to_string());
+        let service = url.as_deref().and_then(|u| {
+            let host = u.strip_prefix("https://")?.split(['/', ':']).next()?;
+            let mut parts = host.split('.');
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        });
+        let (served_by, way_out) = match service {
+            Some((svc, ns)) => (
+                format!(" (Service {ns}/{svc})"),
+                format!(
+                    "make the Service's Pods ready (kubectl -n {ns} get pods,endpoints {svc}); if its component is broken, delete the webhook configuration that holds {name:?}"
+                ),
+            ),
+            None => (
+                String::new(),
+                format!(
+                    "make what serves it ready; if its component is broken, delete the webhook configuration that holds {name:?}"
+                ),
+            ),
+        };
+        return Some(format!(
+            "admission webhook {name:?}{served_by} could not be called: {}; the API server refuses the change until it answers: {way_out}",
+            short(&reason)
+        ));
+    }
+    if let Some(name) = quoted("admission webhook ")
+        && let Some((_, reason)) = message.split_once("denied the request: ")
+    {
+        return Some(format!(
+            "admission webhook {name:?} denied the change: {}",
+            short(reason)
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use super::webhook_failure;
+
+    #[test]
+    fn a_webhook_that_cannot_be_called_is_one_line_with_its_service_and_the_way_out() {
+        let m = "Internal error occurred: failed calling webhook \"namespaces.hnc.x-k8s.io\": failed to call webhook: Post \"https://hnc-webhook-service.hnc-system.svc:443/validate-v1-namespace?timeout=10s\": tls: failed to verify certificate: x509: certificate is valid for a.example, b.example, not hnc-webhook-service.hnc-system.svc";
+        let got = webhook_failure(m).expect("a webhook failure");
+        assert_eq!(
+            got,
+            "admission webhook \"namespaces.hnc.x-k8s.io\" (Service hnc-system/hnc-webhook-service) could not be called: tls: failed to verify certificate; the API server refuses the change until it answers: make the Service's Pods ready (kubectl -n hnc-system get pods,endpoints hnc-webhook-service); if its component is broken, delete the webhook configuration that holds \"namespaces.hnc.x-k8s.io\""
+        );
+        assert!(!got.contains('\n'));
+    }
+
+    #[test]
+    fn a_webhook_that_denies_is_named() {
+        let m =
+            "admission webhook \"validate.example.io\" denied the request: field x is not allowed";
+        assert_eq!(
+            webhook_failure(m).as_deref(),
+            Some(
+                "admission webhook \"validate.example.io\" denied the change: field x is not allowed"
+            )
+        );
+        assert_eq!(webhook_failure("the object has been modified"), None);
     }
 }

@@ -623,7 +623,19 @@ async fn register_locked(
     registry.save_credential(spec, &cred).await?;
     registry.save_argocd_secret(spec, &cred).await?;
     record.state = State::Registered;
-    registry.save(&record).await?;
+    // a register with nothing to change writes nothing: the record keeps
+    // its time of the last change
+    let same = |r: &Record| {
+        r.state == State::Registered
+            && r.components == record.components
+            && r.plugin_version == record.plugin_version
+            && serde_json::to_value(&r.spec).ok() == serde_json::to_value(&record.spec).ok()
+    };
+    let nothing_changed = changes.created + changes.configured + changes.pruned == 0
+        && existing.as_ref().is_some_and(same);
+    if !nothing_changed {
+        registry.save(&record).await?;
+    }
     p.done(
         "register",
         format!(

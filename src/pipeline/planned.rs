@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::credential::CREDENTIAL_COMPONENT;
 use crate::error::{Error, Result};
 use crate::inventory::{self, ApplySet, Member, Owner, ParentState};
 use crate::k8s::apply::{self, ObjectKey, Previous};
@@ -259,12 +258,10 @@ pub async fn plan(
         .iter()
         .map(|(k, m)| (k.clone(), m.resource_version.clone()))
         .collect();
-    // what our last apply left (the credential's objects are always sent:
-    // the bootstrap may just have changed them)
+    // what our last apply left
     let previous = members
-        .iter()
-        .filter(|(_, m)| m.component != CREDENTIAL_COMPONENT)
-        .filter_map(|(k, _)| {
+        .keys()
+        .filter_map(|k| {
             old.applied
                 .get(&inventory::applied_key(k))
                 .map(|r| (k.clone(), (r.rv.clone(), r.hash.clone())))

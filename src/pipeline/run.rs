@@ -37,6 +37,8 @@ pub struct Run<'a> {
     count: AtomicUsize,
     /// The apply options with the set's field manager.
     apply: crate::k8s::apply::ApplyOptions,
+    /// Whether the credential's objects were applied by the bootstrap.
+    bootstrapped: bool,
 }
 
 impl<'a> Run<'a> {
@@ -64,6 +66,7 @@ impl<'a> Run<'a> {
                 field_manager: set.manager.clone(),
                 ..opts.apply.clone()
             },
+            bootstrapped: false,
         }
     }
 
@@ -103,17 +106,23 @@ impl<'a> Run<'a> {
                 .into_iter()
                 .filter(|m| m.component == CREDENTIAL_COMPONENT)
                 .collect();
-            apply::apply_many(
+            // sent only when changed, as every other object: a register
+            // with nothing to change writes nothing
+            let applied = apply::apply_many(
                 self.cluster,
                 &self.planned.kinds,
                 &objs,
                 &self.apply,
                 &self.planned.before,
-                &Default::default(),
+                &self.planned.previous,
                 &|_| {},
             )
             .await?;
+            self.count.fetch_add(applied.len(), Ordering::Relaxed);
+            self.applied.extend(applied);
         }
+        // applied once: the phases that follow leave them out
+        self.bootstrapped = true;
         hook(self.cluster.clone()).await
     }
 
@@ -309,7 +318,12 @@ impl<'a> Run<'a> {
 
     /// Applies one phase's objects and reports a one-line summary.
     async fn apply_phase(&mut self, phase: Phase, what: &str) -> Result<()> {
-        let objs = self.in_phase(phase);
+        let bootstrapped = self.bootstrapped;
+        let objs: Vec<&Manifest> = self
+            .in_phase(phase)
+            .into_iter()
+            .filter(|m| !(bootstrapped && m.component == CREDENTIAL_COMPONENT))
+            .collect();
         if objs.is_empty() {
             return Ok(());
         }

@@ -460,6 +460,58 @@ async fn a_namespace_webhook_like_hncs_never_blocks_register_or_destroy() {
         has_ns_hook,
         "the fixture must install a failing Namespace webhook"
     );
+    // a register with nothing to change sends nothing, Namespaces included,
+    // so the webhook that cannot answer is never asked
+    let run = nautes(
+        &["register", "-f", sp, "--charts-dir", cd, "-o", "json"],
+        Some(&mgmt_kc),
+        None,
+    );
+    run.ok();
+    let changes = &json_out(&run.stdout)["changes"];
+    assert_eq!(
+        (
+            changes["created"].as_u64(),
+            changes["configured"].as_u64(),
+            changes["pruned"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{}",
+        run.stdout
+    );
+    // a change the webhook must admit: refused in one line that names the
+    // webhook, its Service and the way out, within --timeout
+    let (_e, edge_path) = write_temp(
+        "edge.json",
+        &physical_spec(
+            name,
+            "worker",
+            &worker,
+            json!({"componentsList": {"gateway": {"namespace": "edge"}}}),
+        ),
+    );
+    let run = nautes(
+        &[
+            "register",
+            "-f",
+            edge_path.to_str().expect("utf8"),
+            "--charts-dir",
+            cd,
+            "--timeout",
+            "20s",
+        ],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    let block = error_block(&run.stderr);
+    assert!(
+        block.contains("admission webhook \"namespaces.hnc.x-k8s.io\" (Service hnc-system/hnc-webhook-service) could not be called")
+            && block.contains("make the Service's Pods ready"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(block.trim().lines().count(), 1, "one line: {block}");
     let run = nautes(&["destroy", name, "--charts-dir", cd], Some(&mgmt_kc), None);
     // destroy takes no --charts-dir: it works from the inventory alone
     assert_eq!(run.code, 2, "{}", run.stderr);
