@@ -114,6 +114,9 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
     }
     match e {
         K::Api(s) if s.reason == crate::registry::LOCK_LOST => Error::refused(s.message.clone()),
+        K::Api(s) if s.reason == crate::registry::LOCK_UNCONFIRMED => {
+            Error::new(ExitCode::Unreachable, s.message.clone())
+        }
         K::Api(s) => {
             let code = match s.code {
                 401 => ExitCode::Unreachable,

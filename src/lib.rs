@@ -32,7 +32,7 @@ pub async fn run(cli: Cli, interrupted: impl std::future::Future<Output = ()>) -
         locks: registry::Locks::default(),
     };
     tokio::select! {
-        r = ctx.locks.fenced(dispatch(&ctx, &cli.command)) => r,
+        r = ctx.locks.fenced(within_timeout(&cli.command, dispatch(&ctx, &cli.command))) => r,
         _ = interrupted => {
             ctx.locks.release_all().await;
             Err(error::Error::new(
@@ -41,6 +41,19 @@ pub async fn run(cli: Cli, interrupted: impl std::future::Future<Output = ()>) -
             ))
         }
     }
+}
+
+/// Runs a command with its --timeout, counted from now, as the deadline of
+/// every retry and of the lock's fence (`k8s::within`); commands without
+/// --timeout retry for `k8s::RETRY_WITHOUT_TIMEOUT`.
+async fn within_timeout<T>(command: &Command, work: impl std::future::Future<Output = T>) -> T {
+    let timeout = match command {
+        Command::Register(a) => a.timeout,
+        Command::Destroy(a) => a.timeout,
+        Command::RotateCredentials(a) => a.timeout,
+        _ => return work.await,
+    };
+    k8s::within(cli::deadline(timeout), work).await
 }
 
 async fn dispatch(ctx: &Ctx, command: &Command) -> Result<()> {

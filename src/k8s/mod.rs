@@ -6,6 +6,7 @@ pub mod delete;
 pub mod permissions;
 pub mod wait;
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -266,21 +267,49 @@ pub fn transient(e: &kube::Error) -> bool {
     }
 }
 
-/// Runs a request, retrying transient failures with exponential backoff for
-/// up to about a minute, so a register survives an API server restart.
+tokio::task_local! {
+    /// The deadline of the running command: its --timeout from when it
+    /// started (set by the command line's front end and by the HTTP API for
+    /// each job, see `within`).
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// How long transient failures are retried by commands without --timeout
+/// (list, get, status, diff).
+pub const RETRY_WITHOUT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a command's work with `deadline` as the deadline of its retries
+/// (see `retry` and the lock's fence).
+pub async fn within<T>(deadline: tokio::time::Instant, work: impl Future<Output = T>) -> T {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// The deadline of the running command, or [`RETRY_WITHOUT_TIMEOUT`] from
+/// now outside one.
+pub fn deadline() -> tokio::time::Instant {
+    DEADLINE
+        .try_with(|d| *d)
+        .unwrap_or_else(|_| crate::cli::deadline(RETRY_WITHOUT_TIMEOUT))
+}
+
+/// Runs a request, retrying transient failures (the API server restarting
+/// or unreachable, 5xx, 429) with exponential backoff until the command's
+/// deadline (its --timeout), so a command survives an API server outage.
 pub async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+    Fut: Future<Output = std::result::Result<T, kube::Error>>,
 {
     let mut delay = Duration::from_millis(200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = deadline();
     loop {
         // a command that lost its lock stops before its next request
         crate::registry::fence().await?;
         match f().await {
-            Err(e) if transient(&e) && std::time::Instant::now() + delay < deadline => {
-                tokio::time::sleep(delay).await;
+            Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {
+                // the last attempt is made at the deadline
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(delay.min(left)).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             other => return other,
@@ -305,5 +334,81 @@ impl Kinds {
     pub fn group_resources(&self, group: &str) -> Option<Vec<(ApiResource, ApiCapabilities)>> {
         let g = self.discovery.get(group)?;
         Some(g.recommended_resources())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn unavailable() -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code: 503,
+            message: "the server is restarting".into(),
+            ..Default::default()
+        }))
+    }
+
+    #[tokio::test]
+    async fn retries_last_until_the_commands_deadline_not_a_fixed_minute() {
+        let tries = AtomicU32::new(0);
+        let began = std::time::Instant::now();
+        let r: std::result::Result<(), _> = within(
+            crate::cli::deadline(Duration::from_millis(1500)),
+            retry(|| {
+                tries.fetch_add(1, Ordering::SeqCst);
+                async { Err(unavailable()) }
+            }),
+        )
+        .await;
+        let took = began.elapsed();
+        assert!(matches!(r, Err(kube::Error::Api(s)) if s.code == 503));
+        // 200 + 400 + 800 ms of backoff, then the rest up to the deadline
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+            "gave up after {took:?}"
+        );
+        assert!(tries.load(Ordering::SeqCst) >= 4, "{tries:?}");
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_until_it_passes() {
+        let tries = AtomicU32::new(0);
+        let r = within(
+            crate::cli::deadline(Duration::from_secs(30)),
+            retry(|| {
+                let n = tries.fetch_add(1, Ordering::SeqCst);
+                async move { if n < 3 { Err(unavailable()) } else { Ok(n) } }
+            }),
+        )
+        .await;
+        assert_eq!(r.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_passed_means_one_attempt() {
+        let tries = AtomicU32::new(0);
+        let r: std::result::Result<(), _> = within(
+            crate::cli::deadline(Duration::ZERO),
+            retry(|| {
+                tries.fetch_add(1, Ordering::SeqCst);
+                async { Err(unavailable()) }
+            }),
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn outside_a_command_the_deadline_is_the_default() {
+        let d = deadline().saturating_duration_since(tokio::time::Instant::now());
+        assert!(d > RETRY_WITHOUT_TIMEOUT - Duration::from_secs(5) && d <= RETRY_WITHOUT_TIMEOUT);
+        let inside = within(crate::cli::deadline(Duration::from_secs(7)), async {
+            deadline().saturating_duration_since(tokio::time::Instant::now())
+        })
+        .await;
+        assert!(inside <= Duration::from_secs(7) && inside > Duration::from_secs(2));
     }
 }

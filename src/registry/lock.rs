@@ -10,6 +10,19 @@
 //! - every request of a command holding locks first checks them (the fence):
 //!   a lock whose renewal is overdue is renewed on the spot, and a run that
 //!   lost its lock stops before its next request ("lock lost", exit 3).
+//!
+//! A renewal that fails because the management cluster does not answer
+//! (connection refused, a timeout, 5xx, 429) is retried; the lock is lost
+//! only when the Lease is seen taken (another holder's write, or deleted).
+//! While the last successful renewal is less than the lease duration old,
+//! requests go on. Once it is older, another run could have taken the
+//! Lease meanwhile, so every request waits in the fence, renewing, until a
+//! renewal succeeds (its resourceVersion precondition proves nobody wrote
+//! the Lease since: the run goes on), the Lease is seen taken ("lock lost",
+//! exit 3), or the command's --timeout passes ("lock not confirmed", exit
+//! 5). A management API server down for longer than the lease duration thus
+//! pauses a run instead of failing it; no request is made without the lock
+//! being confirmed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +51,7 @@ impl Registry {
             async move {
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
-                    if !hold.renew().await {
+                    if hold.renew().await == Renewal::Lost {
                         return;
                     }
                 }
@@ -64,6 +77,19 @@ const LEASE: Duration = Duration::from_secs(LEASE_SECONDS as u64);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// A renewal older than this is redone before the next request.
 const RENEW_BEFORE: Duration = Duration::from_secs(10);
+/// The longest pause between two renewals while the fence waits for one.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
+/// What one renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    /// Written: the Lease is this run's for another lease duration.
+    Renewed,
+    /// The management cluster did not answer (or failed): try again.
+    Failed,
+    /// Taken by another run, or deleted: this run must stop.
+    Lost,
+}
 
 /// What a holder knows of its Lease.
 struct Hold {
@@ -131,7 +157,10 @@ tokio::task_local! {
 
 /// The fence, called before every request (`k8s::retry`): fails when a lock
 /// of the running command was lost, renewing first a lock whose renewal is
-/// overdue (after the process was paused, or the machine was busy).
+/// overdue (after the process was paused, the machine was busy, or the
+/// management cluster did not answer). A lock not renewed for a whole lease
+/// duration is renewed before the request is let through, retrying until
+/// the command's deadline.
 pub async fn fence() -> std::result::Result<(), kube::Error> {
     let Ok(holds) = FENCE.try_with(Locks::all) else {
         return Ok(());
@@ -139,6 +168,9 @@ pub async fn fence() -> std::result::Result<(), kube::Error> {
     for hold in holds {
         if !hold.lost.load(Ordering::SeqCst) && hold.since_renewed() > RENEW_BEFORE {
             hold.renew().await;
+        }
+        if !hold.lost.load(Ordering::SeqCst) && hold.since_renewed() >= LEASE {
+            hold.confirm().await?;
         }
         if hold.lost.load(Ordering::SeqCst) {
             return Err(kube::Error::Api(Box::new(kube::core::Status {
@@ -155,8 +187,11 @@ pub async fn fence() -> std::result::Result<(), kube::Error> {
     Ok(())
 }
 
-/// The reason of the error `fence` returns.
+/// The reason of the error `fence` returns when the lock was lost.
 pub const LOCK_LOST: &str = "NautesLockLost";
+/// The reason of the error `fence` returns when the lock could not be
+/// renewed before the command's deadline.
+pub const LOCK_UNCONFIRMED: &str = "NautesLockUnconfirmed";
 
 fn holder() -> String {
     let host = std::env::var("HOSTNAME")
@@ -302,28 +337,29 @@ impl Hold {
     }
 
     /// Renews the Lease if this run still holds it: a write carrying the
-    /// resourceVersion of its last one. False once the lock is lost: taken
-    /// by another run, deleted, or not renewed for a whole lease duration.
-    async fn renew(&self) -> bool {
+    /// resourceVersion of its last one. Lost once the Lease is seen taken by
+    /// another run or deleted; a failure to reach the management cluster is
+    /// only a failed attempt (see `confirm` for what it means later).
+    async fn renew(&self) -> Renewal {
         let _one = self.renewing.lock().await;
         if self.lost.load(Ordering::SeqCst) {
-            return false;
+            return Renewal::Lost;
         }
         let api = self.api();
         let rv = self.rv.lock().map(|r| r.clone()).unwrap_or_default();
         let start = Instant::now();
         let current = match api.get_opt(&self.name).await {
             Ok(c) => c,
-            Err(_) => return self.still_in_time(),
+            Err(_) => return Renewal::Failed,
         };
         let Some(current) = current else {
             self.lost.store(true, Ordering::SeqCst);
-            return false;
+            return Renewal::Lost;
         };
         if current.metadata.resource_version.as_deref() != Some(rv.as_str()) {
             // written by someone else since this run last wrote it
             self.lost.store(true, Ordering::SeqCst);
-            return false;
+            return Renewal::Lost;
         }
         let acquired = current
             .spec
@@ -334,25 +370,50 @@ impl Hold {
         match api.replace(&self.name, &PostParams::default(), &next).await {
             Ok(l) => {
                 self.wrote(&l, start);
-                true
+                Renewal::Renewed
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
                 self.lost.store(true, Ordering::SeqCst);
-                false
+                Renewal::Lost
             }
-            Err(_) => self.still_in_time(),
+            Err(_) => Renewal::Failed,
         }
     }
 
-    /// A renewal failed for a reason other than losing the Lease (the API
-    /// server is unreachable): the lock is lost once its duration has passed
-    /// since the last successful renewal, as other runs then may take it.
-    fn still_in_time(&self) -> bool {
-        if self.since_renewed() >= LEASE {
-            self.lost.store(true, Ordering::SeqCst);
-            return false;
+    /// The last renewal is a whole lease duration old (the management
+    /// cluster did not answer): another run may have taken the Lease since,
+    /// so nothing may be written before a renewal succeeds. Renews until one
+    /// does (Ok), the Lease is seen taken (Ok, with `lost` set), or the
+    /// command's deadline passes (an error: the lock is not confirmed).
+    async fn confirm(&self) -> std::result::Result<(), kube::Error> {
+        let deadline = crate::k8s::deadline();
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if self.lost.load(Ordering::SeqCst) || self.since_renewed() < LEASE {
+                // decided meanwhile (the background renewal, another request)
+                return Ok(());
+            }
+            match self.renew().await {
+                Renewal::Renewed | Renewal::Lost => return Ok(()),
+                Renewal::Failed => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(kube::Error::Api(Box::new(kube::core::Status {
+                    code: 503,
+                    reason: LOCK_UNCONFIRMED.into(),
+                    message: format!(
+                        "lock not confirmed: Lease {}/{} could not be renewed for {}s (the management cluster did not answer) and the command's --timeout passed; this run stopped before its next request, run it again",
+                        self.namespace,
+                        self.name,
+                        self.since_renewed().as_secs()
+                    ),
+                    ..Default::default()
+                })));
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 2).min(CONFIRM_EVERY);
         }
-        true
     }
 
     /// Deletes the Lease if it is still this run's (resourceVersion

@@ -579,7 +579,14 @@ where
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(work(ctx)).map_err(ApiError::from),
+                // the server's --timeout bounds each job's retries, as
+                // register --timeout does on the command line
+                Ok(rt) => rt
+                    .block_on(crate::k8s::within(
+                        crate::cli::deadline(st2.args.timeout),
+                        work(ctx),
+                    ))
+                    .map_err(ApiError::from),
                 Err(e) => Err(ApiError::internal(format!("cannot start a runtime: {e}"))),
             };
             job2.finish(&r);

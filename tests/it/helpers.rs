@@ -404,3 +404,140 @@ pub fn edit_chart_yaml(dir: &std::path::Path, chart: &str, from: &str, to: &str)
     assert!(text.contains(from), "{}: no {from:?}", p.display());
     std::fs::write(&p, text.replacen(from, to, 1)).expect("write");
 }
+
+/// The content of each object labelled with the cluster's name: the key is
+/// "Kind ns/name" (the token Secret's random suffix normalized, as in
+/// `objects`), the value the canonical JSON of what the object says, and
+/// `content_hash` a sha256 of it. What legitimately differs between two
+/// equal registers is left out:
+/// - metadata other than labels and owner references (uids, timestamps,
+///   resourceVersions, managedFields, annotations the plugin records its
+///   hashes in), the owner references' uids, and status;
+/// - Endpoints and EndpointSlices (made by controllers, see `objects`);
+/// - a Service's allocated clusterIP(s);
+/// - in the ApplySet parent's `applied.json`, all but the member keys (the
+///   members' content is compared itself);
+/// - the values of a service-account token Secret (the token controller
+///   writes a new token each time; its keys are kept).
+pub async fn content(c: &kube::Client, name: &str) -> std::collections::BTreeMap<String, String> {
+    let discovery = Discovery::new(c.clone())
+        .run_aggregated()
+        .await
+        .expect("discovery");
+    let lp = ListParams::default().labels(&format!("{SELECTOR}{name}"));
+    let mut out = std::collections::BTreeMap::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST)
+                || ar.plural.contains('/')
+                || ar.kind == "Endpoints"
+                || ar.kind == "EndpointSlice"
+            {
+                continue;
+            }
+            let api: kube::Api<DynamicObject> = kube::Api::all_with(c.clone(), &ar);
+            let list = api
+                .list(&lp)
+                .await
+                .unwrap_or_else(|e| panic!("listing {}: {e}", ar.plural));
+            for o in list.items {
+                let ns = o.metadata.namespace.clone().unwrap_or_default();
+                let mut oname = o.metadata.name.clone().unwrap_or_default();
+                let mut v = serde_json::to_value(&o).expect("object json");
+                let token = v["type"] == "kubernetes.io/service-account-token";
+                if ar.kind == "Secret" && oname.starts_with("nautes-manager-token-") {
+                    oname = "nautes-manager-token-*".into();
+                }
+                let key = format!("{} {ns}/{oname}", ar.kind);
+                let owners: Vec<Value> = v["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut r| {
+                        if let Some(r) = r.as_object_mut() {
+                            r.remove("uid");
+                        }
+                        r
+                    })
+                    .collect();
+                let labels = v["metadata"]["labels"].clone();
+                let Some(obj) = v.as_object_mut() else {
+                    continue;
+                };
+                obj.remove("status");
+                obj.insert(
+                    "metadata".into(),
+                    serde_json::json!({"labels": labels, "ownerReferences": owners}),
+                );
+                if ar.kind == "Service"
+                    && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+                {
+                    spec.remove("clusterIP");
+                    spec.remove("clusterIPs");
+                }
+                // the ApplySet parent's record of the last apply: which members
+                // it holds; their resourceVersions and the hashes of what was
+                // sent (an owner reference's uid is in it) differ by nature
+                if ar.kind == "ConfigMap"
+                    && let Some(applied) =
+                        obj.get_mut("data").and_then(|d| d.get_mut("applied.json"))
+                {
+                    let members: Vec<String> = applied
+                        .as_str()
+                        .and_then(|t| {
+                            serde_json::from_str::<serde_json::Map<String, Value>>(t).ok()
+                        })
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_else(|| vec![format!("not a JSON object: {applied}")]);
+                    *applied = serde_json::json!(members);
+                }
+                if token && let Some(data) = obj.get_mut("data").and_then(Value::as_object_mut) {
+                    for val in data.values_mut() {
+                        *val = Value::String("<written by the token controller>".into());
+                    }
+                }
+                // serde_json's maps are sorted: this text is canonical
+                let text = serde_json::to_string(&v).expect("json");
+                // two token Secrets are not one: a second gets a key of its own
+                let mut key = key;
+                while out.contains_key(&key) {
+                    key.push_str(" (again)");
+                }
+                out.insert(key, text);
+            }
+        }
+    }
+    out
+}
+
+/// A short sha256 of an object's content (see `content`).
+pub fn content_hash(text: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(text.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What two `content` maps differ in: missing, extra and changed objects,
+/// with both contents of a changed one.
+pub fn content_difference(
+    a: &std::collections::BTreeMap<String, String>,
+    b: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut out = String::new();
+    for (k, va) in a {
+        match b.get(k) {
+            None => out.push_str(&format!("only in the first: {k}\n")),
+            Some(vb) if vb != va => out.push_str(&format!(
+                "{k} differs ({} vs {}):\n  first:  {va}\n  second: {vb}\n",
+                content_hash(va),
+                content_hash(vb)
+            )),
+            Some(_) => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        out.push_str(&format!("only in the second: {k}\n"));
+    }
+    out
+}
