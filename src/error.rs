@@ -112,6 +112,9 @@ pub fn from_kube(cluster: &str, e: kube::Error) -> Error {
             format!("{cluster}: TLS failed: {}", tls_reason(&e)),
         );
     }
+    if let Some(why) = crate::k8s::fence::fenced_out_of(&e) {
+        return Error::refused(why);
+    }
     match e {
         K::Api(s) if s.reason == crate::registry::LOCK_LOST => Error::refused(s.message.clone()),
         K::Api(s) if s.reason == crate::registry::LOCK_UNCONFIRMED => {

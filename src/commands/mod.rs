@@ -29,6 +29,7 @@ impl Ctx {
         ConnectOptions {
             insecure_skip_tls_verify: self.global.insecure_skip_tls_verify,
             request_timeout: self.global.request_timeout,
+            fence: self.locks.id(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod delete;
+pub mod fence;
 pub mod permissions;
 pub mod wait;
 
@@ -38,6 +39,10 @@ pub struct ConnectOptions {
     /// Skip TLS verification: only when the user asks for it explicitly.
     pub insecure_skip_tls_verify: bool,
     pub request_timeout: Duration,
+    /// The number of the command's locks (`Locks::id`), 0 for none: every
+    /// write request of the client is held back at the last moment when
+    /// one of them was lost (see `registry::fenced_out`).
+    pub fence: u64,
 }
 
 impl Default for ConnectOptions {
@@ -45,6 +50,7 @@ impl Default for ConnectOptions {
         Self {
             insecure_skip_tls_verify: false,
             request_timeout: Duration::from_secs(30),
+            fence: 0,
         }
     }
 }
@@ -76,13 +82,16 @@ fn finish_config(mut config: Config, opts: ConnectOptions) -> Config {
 }
 
 impl Cluster {
-    fn from_config(label: String, config: Config) -> Result<Self> {
+    fn from_config(label: String, config: Config, fence: u64) -> Result<Self> {
         let server = config
             .cluster_url
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client = Client::try_from(config).map_err(|e| from_kube(&label, e))?;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| from_kube(&label, e))?
+            .with_layer(&fence::FenceLayer(fence))
+            .build();
         Ok(Self {
             label,
             client,
@@ -123,7 +132,7 @@ impl Cluster {
             ..Default::default()
         };
         let config = config_of(label, kc, &options).await?;
-        Self::from_config(label.to_string(), finish_config(config, opts))
+        Self::from_config(label.to_string(), finish_config(config, opts), opts.fence)
     }
 
     /// The management cluster as kubectl would reach it: --kubeconfig, else

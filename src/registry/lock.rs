@@ -110,9 +110,55 @@ struct Hold {
 /// The locks a command holds: released when it is interrupted (SIGINT,
 /// SIGTERM) instead of left to expire, and checked before every request it
 /// makes (see `fence`). Owned by the command's context; cloning shares it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Locks {
     held: Arc<Mutex<Vec<Arc<Hold>>>>,
+    /// This value's number in [`LOCKS`], which the clients of its command
+    /// carry (see `ConnectOptions::fence`).
+    id: u64,
+}
+
+impl Default for Locks {
+    fn default() -> Self {
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let id = NEXT_LOCKS.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut all) = LOCKS.lock() {
+            all.retain(|_, w| w.strong_count() > 0);
+            all.insert(id, Arc::downgrade(&held));
+        }
+        Self { held, id }
+    }
+}
+
+static NEXT_LOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Every command's locks by number, for the fence in the HTTP stack of its
+/// clients, which runs in kube's own task (no task-local reaches it).
+static LOCKS: std::sync::LazyLock<Mutex<BTreeMap<u64, std::sync::Weak<Mutex<Vec<Arc<Hold>>>>>>> =
+    std::sync::LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+/// The last-moment fence, checked synchronously by every client of a
+/// command right before a write request is sent (see `k8s::fence`): why
+/// the request must not go, if a lock of command `id` was lost or has not
+/// been confirmed for a whole lease duration (the process was paused).
+pub fn fenced_out(id: u64) -> Option<String> {
+    let held = LOCKS.lock().ok()?.get(&id)?.upgrade()?;
+    let holds = held.lock().map(|h| h.clone()).unwrap_or_default();
+    for hold in holds {
+        if hold.lost.load(Ordering::SeqCst) {
+            return Some(format!(
+                "lock lost: Lease {}/{} was taken over by another run while this one was not renewing it; this run stopped before its next write, run it again",
+                hold.namespace, hold.name
+            ));
+        }
+        if hold.since_renewed() >= LEASE {
+            return Some(format!(
+                "lock not confirmed: Lease {}/{} was not renewed for {}s; the write was held back until it is",
+                hold.namespace, hold.name, LEASE_SECONDS
+            ));
+        }
+    }
+    None
 }
 
 impl Locks {
@@ -126,6 +172,11 @@ impl Locks {
         if let Ok(mut h) = self.held.lock() {
             h.retain(|x| !Arc::ptr_eq(x, hold));
         }
+    }
+
+    /// The number the clients of this command carry (see [`fenced_out`]).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     fn all(&self) -> Vec<Arc<Hold>> {

@@ -10,7 +10,7 @@ mod copies;
 mod lock;
 mod records;
 
-pub use lock::{LEASE_SECONDS, LOCK_LOST, LOCK_UNCONFIRMED, Lock, Locks, fence};
+pub use lock::{LEASE_SECONDS, LOCK_LOST, LOCK_UNCONFIRMED, Lock, Locks, fence, fenced_out};
 pub use records::{Record, State, kind_of, now};
 
 use k8s_openapi::api::core::v1::Namespace;

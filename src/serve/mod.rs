@@ -243,6 +243,8 @@ pub async fn run(global: &Global, args: &ServeArgs) -> Result<()> {
     let connect = crate::k8s::ConnectOptions {
         insecure_skip_tls_verify: global.insecure_skip_tls_verify,
         request_timeout: global.request_timeout,
+        // the server's own reads; each job's clients carry its locks
+        fence: 0,
     };
     let mgmt = Cluster::management(
         global.kubeconfig.as_deref(),
