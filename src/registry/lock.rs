@@ -134,8 +134,11 @@ static NEXT_LOCKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 /// Every command's locks by number, for the fence in the HTTP stack of its
 /// clients, which runs in kube's own task (no task-local reaches it).
-static LOCKS: std::sync::LazyLock<Mutex<BTreeMap<u64, std::sync::Weak<Mutex<Vec<Arc<Hold>>>>>>> =
+static LOCKS: std::sync::LazyLock<Mutex<BTreeMap<u64, std::sync::Weak<Held>>>> =
     std::sync::LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+/// The locks one command holds.
+type Held = Mutex<Vec<Arc<Hold>>>;
 
 /// The last-moment fence, checked synchronously by every client of a
 /// command right before a write request is sent (see `k8s::fence`): why
