@@ -74,8 +74,18 @@ where
         {
             return Box::pin(async move { Err(Box::new(FencedOut(why)) as BoxError) });
         }
+        // checked again when the request's future is first polled, in the
+        // caller's task, right before the HTTP client checks out a
+        // connection and writes: the future is lazy until then
+        let check = self.locks != 0 && fenced(req.method(), req.uri().path());
+        let locks = self.locks;
         let f = self.inner.call(req);
-        Box::pin(async move { f.await.map_err(Into::into) })
+        Box::pin(async move {
+            if check && let Some(why) = crate::registry::fenced_out(locks) {
+                return Err(Box::new(FencedOut(why)) as BoxError);
+            }
+            f.await.map_err(Into::into)
+        })
     }
 }
 
