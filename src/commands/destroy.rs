@@ -469,7 +469,16 @@ async fn host_in_use(registry: &Registry, name: &str, usage: Usage) -> Result<()
     if usage != Usage::Host {
         return Ok(());
     }
-    let virtuals = registry.virtuals_of(name).await?;
+    // fail closed: a list that fails refuses, naming the check
+    let virtuals = registry.virtuals_of(name).await.map_err(|e| {
+        let code = e.code;
+        Error::new(
+            code,
+            format!(
+                "could not check whether virtual clusters are registered on host cluster {name} (a safety check of destroy; --force does not skip it): {e}"
+            ),
+        )
+    })?;
     if virtuals.is_empty() {
         return Ok(());
     }

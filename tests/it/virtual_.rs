@@ -459,6 +459,29 @@ async fn reserved_host_namespaces_and_a_virtual_worker_whose_host_is_gone() {
     bed.command("start-apiserver host");
     let hc = client(&host.kubeconfig).await;
     assert!(namespace_exists(&hc, "vdemo").await);
+    // fail closed: a management user who may read a record but not list
+    // them cannot have the host's virtual workers checked, and is refused
+    let rbac = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: no-list}\nrules:\n- {apiGroups: [''], resources: [secrets, namespaces], verbs: ['*']}\n- {apiGroups: [''], resources: [configmaps], verbs: [get]}\n- {apiGroups: [coordination.k8s.io], resources: ['*'], verbs: ['*']}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: no-list}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: no-list}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: nautes-restricted}\n";
+    let (_r, rbac_path) = write_temp("rbac.yaml", rbac);
+    let st = std::process::Command::new(crate::testbed::bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&mgmt_kc)
+        .args(["apply", "-f", rbac_path.to_str().expect("utf8")])
+        .status()
+        .expect("kubectl");
+    assert!(st.success());
+    let limited = bed.cluster("management").restricted_kubeconfig.clone();
+    let hdemo_before = objects(&mgmt, "hdemo").await;
+    let run = nautes(&["destroy", "hdemo", "--force"], Some(&limited), None);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "could not check whether virtual clusters are registered on host cluster hdemo"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(objects(&mgmt, "hdemo").await, hdemo_before);
     nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
     assert!(objects(&mgmt, "hdemo").await.is_empty());
 }
