@@ -535,6 +535,18 @@ async fn register_locked(
     {
         registry.save(&record).await?;
     }
+    p.info(
+        "record",
+        format!(
+            "registration record {}/cluster-{} in place ({}): a run that stops from here on is found by destroy and by the HTTP API's takeover",
+            registry.namespace,
+            spec.name,
+            existing
+                .as_ref()
+                .filter(|r| r.state == State::Registered)
+                .map_or(State::Registering, |r| r.state)
+        ),
+    );
     // mint the credential as soon as its objects exist and keep a copy in the
     // management cluster, so destroy can reach this cluster even if this run
     // stops before the end

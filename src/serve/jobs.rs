@@ -114,7 +114,14 @@ impl Job {
             return;
         };
         if let Some(step) = event.get("step").and_then(Value::as_str) {
-            if step == "lock" {
+            // accepted once a run that stops can be found and continued: a
+            // register once its record is saved, a destroy once it holds
+            // the lock (its record exists)
+            let accepting = match self.op {
+                Op::Register => "record",
+                Op::Destroy => "lock",
+            };
+            if step == accepting {
                 g.was_accepted = true;
                 if let Some(a) = g.accepted.take() {
                     let _ = a.send(());

@@ -906,7 +906,6 @@ async fn serve_speaks_tls_only_unless_plain_http_is_asked_and_limits_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails since the lock fencing change: replica b never reports the takeover; open in issue 12"]
 async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_replica() {
     let bed = TestBed::start(&["management", "host", "virtual"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
