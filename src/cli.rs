@@ -360,13 +360,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The instant `timeout` from now. Never overflows: a timeout beyond what
-/// the clock can hold gives a deadline decades away.
+/// The instant `timeout` from now, but never after the running command's
+/// deadline (its --timeout: every wait of a command fits in it). Never
+/// overflows: a timeout beyond what the clock can hold gives a deadline
+/// decades away.
 pub fn deadline(timeout: Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    now.checked_add(timeout)
+    let own = now
+        .checked_add(timeout)
         .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
-        .unwrap_or(now)
+        .unwrap_or(now);
+    // inside a command, no wait outlasts the command's own --timeout
+    match crate::k8s::command_deadline() {
+        Some(d) if d < own => d,
+        _ => own,
+    }
 }
 
 #[cfg(test)]

@@ -293,6 +293,11 @@ pub async fn within<T>(deadline: tokio::time::Instant, work: impl Future<Output 
     DEADLINE.scope(deadline, work).await
 }
 
+/// The deadline of the running command, if one is running in this task.
+pub fn command_deadline() -> Option<tokio::time::Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
 /// The deadline of the running command, or [`RETRY_WITHOUT_TIMEOUT`] from
 /// now outside one.
 pub fn deadline() -> tokio::time::Instant {
@@ -419,5 +424,23 @@ mod tests {
         })
         .await;
         assert!(inside <= Duration::from_secs(7) && inside > Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_wait_inside_a_command_never_outlasts_the_commands_deadline() {
+        let start = tokio::time::Instant::now();
+        let outer = crate::cli::deadline(Duration::from_secs(5));
+        let inner = within(outer, async {
+            crate::cli::deadline(Duration::from_secs(600))
+        })
+        .await;
+        assert_eq!(inner, outer);
+        let short = within(outer, async {
+            crate::cli::deadline(Duration::from_secs(1))
+        })
+        .await;
+        assert!(short < outer && short >= start + Duration::from_secs(1));
+        // outside a command, a wait gets its own timeout
+        assert!(crate::cli::deadline(Duration::from_secs(600)) > outer);
     }
 }
