@@ -803,8 +803,22 @@ fn reply(
         .into(),
         api_server: spec.api_server.clone(),
         components_list: components_of(spec),
-        reserved_namespaces_allowed_products: BTreeMap::new(),
-        product_allowed_cluster_resources: BTreeMap::new(),
+        reserved_namespaces_allowed_products: spec.reserved_namespaces_allowed_products.clone(),
+        product_allowed_cluster_resources: spec
+            .product_allowed_cluster_resources
+            .iter()
+            .map(|(product, rs)| {
+                (
+                    product.clone(),
+                    rs.iter()
+                        .map(|r| ClusterResource {
+                            kind: r.kind.clone(),
+                            group: r.group.clone(),
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
         state,
         phase: match snap {
             Some(s) if !s.done => s.phase.clone(),

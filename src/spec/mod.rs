@@ -113,10 +113,25 @@ pub struct ClusterSpec {
     /// (`insecure_skip_check`; false unless the spec says so).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_check: bool,
+    /// Upstream Nautes' fields, kept in the record and answered by the HTTP
+    /// API; the plugin itself does not use them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tekton_host: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reserved_namespaces_allowed_products: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub product_allowed_cluster_resources: BTreeMap<String, Vec<ClusterResource>>,
     /// The fields of the kubeconfig that run a command or read a local file
     /// when it is used; see [`ClusterSpec::refuse_local_access`].
     #[serde(skip)]
     pub kubeconfig_access: Vec<KubeconfigAccess>,
+}
+
+/// A cluster-scoped resource a product may use (upstream Nautes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterResource {
+    pub kind: String,
+    pub group: String,
 }
 
 impl fmt::Debug for ClusterSpec {
@@ -135,6 +150,15 @@ impl fmt::Debug for ClusterSpec {
             .field("vcluster", &self.vcluster)
             .field("components", &self.components)
             .field("insecure_skip_check", &self.insecure_skip_check)
+            .field("tekton_host", &self.tekton_host)
+            .field(
+                "reserved_namespaces_allowed_products",
+                &self.reserved_namespaces_allowed_products,
+            )
+            .field(
+                "product_allowed_cluster_resources",
+                &self.product_allowed_cluster_resources,
+            )
             .field(
                 "kubeconfig",
                 &self.kubeconfig.as_ref().map(|_| "<redacted>"),

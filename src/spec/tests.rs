@@ -676,11 +676,11 @@ fn unknown_fields_get_suggestions() {
     );
     assert_one(
         &virtual_worker("7: seven\n"),
-        "error: t.yaml:6:1: 7: unknown field \"7\"; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list, insecure_skip_check",
+        "error: t.yaml:6:1: 7: unknown field \"7\"; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list, insecure_skip_check, tekton_host, reserved_namespaces_allowed_products, product_allowed_cluster_resources",
     );
     assert_one(
         &virtual_worker("[a]: seven\n"),
-        "error: t.yaml:6:1: (document): a list is not a field name; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list, insecure_skip_check",
+        "error: t.yaml:6:1: (document): a list is not a field name; valid: name, api_server, cluster_kind, cluster_type, usage, worker_type, host_cluster, primary_domain, argocd_host, traefik, vcluster, kubeconfig, components_list, insecure_skip_check, tekton_host, reserved_namespaces_allowed_products, product_allowed_cluster_resources",
     );
 }
 
@@ -1203,5 +1203,30 @@ fn insecure_skip_check_is_a_boolean_false_unless_given() {
     assert_one(
         &virtual_worker("insecure_skip_check: \"yes\"\n"),
         "error: t.yaml:6:22: insecure_skip_check: expected true or false, found a string; valid: true or false",
+    );
+}
+
+#[test]
+fn upstream_fields_are_kept_and_checked() {
+    let spec = ok(&virtual_worker(
+        "tekton_host: tekton.demo.example.com\nreserved_namespaces_allowed_products: {argocd: [shop, pay]}\nproduct_allowed_cluster_resources: {shop: [{kind: ClusterRole, group: rbac.authorization.k8s.io}, {kind: Namespace, group: ''}]}\n",
+    ));
+    assert_eq!(spec.tekton_host.as_deref(), Some("tekton.demo.example.com"));
+    assert_eq!(
+        spec.reserved_namespaces_allowed_products.get("argocd"),
+        Some(&vec!["shop".to_string(), "pay".to_string()])
+    );
+    let shop = &spec.product_allowed_cluster_resources["shop"];
+    assert_eq!(
+        (shop[1].kind.as_str(), shop[1].group.as_str()),
+        ("Namespace", "")
+    );
+    assert_one(
+        &virtual_worker("reserved_namespaces_allowed_products: {argocd: shop}\n"),
+        "error: t.yaml:6:48: reserved_namespaces_allowed_products.argocd: expected a list, found a string; valid: a list of product names",
+    );
+    assert_one(
+        &virtual_worker("product_allowed_cluster_resources: {shop: [{kind: ClusterRole}]}\n"),
+        "error: t.yaml:6:44: product_allowed_cluster_resources.shop[0].group: is missing; valid: a mapping with kind and group, such as {kind: ClusterRole, group: rbac.authorization.k8s.io}",
     );
 }

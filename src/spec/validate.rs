@@ -17,7 +17,7 @@
 //! nested mapping) are in `place`. Every problem is reported, in the order
 //! the groups run; the spec is built only when there is none.
 
-use super::fields::{Ctx, FieldDef, field, ignored};
+use super::fields::{Ctx, FieldDef, field};
 use super::net::ApiServer;
 use super::tree::SNode;
 use super::{ClusterSpec, ClusterType};
@@ -29,6 +29,7 @@ mod domains;
 mod kind;
 mod place;
 mod ports;
+mod upstream;
 
 use place::Place;
 
@@ -59,12 +60,12 @@ static SPEC: &[FieldDef] = &[
     field("kubeconfig", "kubeconfig"),
     field("components_list", "componentsList"),
     field("insecure_skip_check", "insecureSkipCheck"),
-    ignored("tekton_host", "tektonHost"),
-    ignored(
+    field("tekton_host", "tektonHost"),
+    field(
         "reserved_namespaces_allowed_products",
         "reservedNamespacesAllowedProducts",
     ),
-    ignored(
+    field(
         "product_allowed_cluster_resources",
         "productAllowedClusterResources",
     ),
@@ -105,6 +106,9 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
     let vcluster = ports::vcluster(ctx, spec, cluster_type, api.as_ref());
     let kubeconfig = access::kubeconfig(ctx, spec, cluster_type, api_text.as_deref());
     let insecure_skip_check = access::insecure_skip_check(ctx, spec);
+    let tekton_host = upstream::tekton_host(ctx, spec);
+    let reserved_namespaces_allowed_products = upstream::reserved_namespaces(ctx, spec);
+    let product_allowed_cluster_resources = upstream::product_resources(ctx, spec);
     let list = components::components_list(ctx, spec);
     let kind = cluster_type.zip(usage);
     components::shared_namespaces(ctx, &list, name.as_deref(), kind, worker_type);
@@ -129,6 +133,9 @@ fn check_spec(ctx: &mut Ctx<'_>, spec: &Place<'_>, name: Option<String>) -> Opti
         components: list.overrides,
         kubeconfig,
         insecure_skip_check,
+        tekton_host,
+        reserved_namespaces_allowed_products,
+        product_allowed_cluster_resources,
         kubeconfig_access: std::mem::take(&mut ctx.kubeconfig_access),
     })
 }

@@ -352,6 +352,8 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
         "argocd_host": format!("https://argocd.cluster-demo.{}.nip.io", ip_of(&worker.server)),
         "traefik": {"http_node_port": "30080", "https_node_port": "30443"},
         "kubeconfig": read(&worker.kubeconfig),
+        "reserved_namespaces_allowed_products": {"argocd": ["shop"]},
+        "product_allowed_cluster_resources": {"shop": [{"kind": "ClusterRole", "group": "rbac.authorization.k8s.io"}]},
     })
     .to_string();
     let virtual_body = json!({
@@ -570,6 +572,15 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
     }
     assert_eq!(v["state"], "Registered");
     assert_eq!(v["worker_type"], "deployment");
+    // upstream's fields the plugin does not use are kept and answered
+    assert_eq!(
+        v["reserved_namespaces_allowed_products"],
+        json!({"argocd": ["shop"]})
+    );
+    assert_eq!(
+        v["product_allowed_cluster_resources"],
+        json!({"shop": [{"kind": "ClusterRole", "group": "rbac.authorization.k8s.io"}]})
+    );
     assert_eq!(v["api_server"], worker.server);
     assert_eq!(
         v["components_list"]["deployment"]["additions"]["host"],
