@@ -924,7 +924,7 @@ impl Killing {
     /// The destroy after a kill: exit 0 (or "not registered" when the
     /// killed run had removed the record, or never wrote one), then nothing
     /// is left in either cluster.
-    async fn converge_destroy(&self, after: &str, args: &[&str]) {
+    async fn converge_destroy(&self, after: &str, args: &[&str]) -> Run {
         let r = run(args, Some(&self.mgmt_kc), &[]);
         assert!(
             r.code == 0 || (r.code == 3 && r.stderr.contains("not registered")),
@@ -961,6 +961,7 @@ impl Killing {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        r
     }
 }
 
@@ -1047,6 +1048,15 @@ async fn sigkill_inside_each_phase_of_register_and_destroy_converges() {
     assert_eq!(d.code, 0, "the uninterrupted destroy failed:\n{}", d.stderr);
     k.converge_destroy("the uninterrupted destroy", &["destroy", name])
         .await;
+    let evs = events(&d.stderr);
+    let when = |m: &str| {
+        evs.iter()
+            .find(|e| e.message.contains(m))
+            .map(|e| e.elapsed)
+            .unwrap_or_else(|| panic!("no {m:?} in the destroy's progress:\n{}", d.stderr))
+    };
+    let credential_step =
+        Duration::from_secs_f64((when("credential removed") - when("and gone")).max(0.0));
     let destroy_steps: Vec<String> = events(&d.stderr)
         .iter()
         .map(|e| {
@@ -1069,12 +1079,15 @@ async fn sigkill_inside_each_phase_of_register_and_destroy_converges() {
     );
 
     // a random part of a phase's measured length: a registration lasts
-    // tens of milliseconds and the readiness wait varies with the test
-    // bed's load, so their kills come in the first half
+    // tens of milliseconds, and the readiness wait and every phase of a
+    // register with nothing to change vary with the test bed's load by
+    // more than their length, so those kills come in the first half
     let offset = |rng: &mut Rng, t: &Timing, p: Phase| {
+        let nothing_to_change = t.starts == unchanged.starts;
         let (lo, hi) = match p {
             Phase::Registration => (0, 500),
             Phase::ReadinessWait => (50, 500),
+            _ if nothing_to_change => (50, 500),
             _ => (50, 850),
         };
         t.window(p).mul_f64(rng.range(lo, hi) as f64 / 1000.0)
@@ -1240,11 +1253,27 @@ async fn sigkill_inside_each_phase_of_register_and_destroy_converges() {
             );
         }
 
-        // a destroy killed at a point of the whole measured destroy
-        let point = destroy_wall
-            .mul_f64((i as f64 + rng.range(100, 900) as f64 / 1000.0) / cycles.len() as f64);
+        // a destroy killed at a point of the whole measured destroy; the
+        // last one right after its inventory was gone, in the first part of
+        // its credential's removal (a kill there once left a credential
+        // without its rights, and the next destroy failed with 403)
+        let last = i + 1 == cycles.len();
+        let point = if last {
+            credential_step.mul_f64(rng.range(0, 300) as f64 / 1000.0)
+        } else {
+            destroy_wall
+                .mul_f64((i as f64 + rng.range(100, 900) as f64 / 1000.0) / cycles.len() as f64)
+        };
         let mut bg = Bg::spawn(&destroy_json, &mgmt_kc, &[]);
         let began = Instant::now();
+        while last && bg.running() && !bg.output().1.contains("and gone") {
+            assert!(
+                began.elapsed() < Duration::from_secs(120),
+                "{:?}",
+                bg.output()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         std::thread::sleep(point);
         let kill_at = began.elapsed();
         let running = bg.kill_running();
@@ -1260,8 +1289,22 @@ async fn sigkill_inside_each_phase_of_register_and_destroy_converges() {
         };
         log(&kill, kills.len() + 1);
         expire_lease(&k.mgmt, name).await;
-        k.converge_destroy("a destroy after a killed destroy", &["destroy", name])
+        // with -f: once the cluster has deleted the credential's
+        // ServiceAccount, its token is rejected (401) and destroy asks for
+        // the spec's kubeconfig (or --force)
+        let r = k
+            .converge_destroy(
+                "a destroy after a killed destroy",
+                &["destroy", name, "-f", &sp],
+            )
             .await;
+        for l in r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("interrupted destroy"))
+        {
+            eprintln!("{}   the next destroy: {l}", at());
+        }
         kills.push(kill);
     }
 
