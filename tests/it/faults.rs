@@ -980,7 +980,11 @@ impl Killing {
 ///   phase right after the credential's copy was saved (`destroy NAME`);
 /// - 6 cycles from a clean worker: a register killed (apply, readiness
 ///   wait, registration, twice each), a register that must converge, a
-///   destroy killed, a destroy that must converge;
+///   destroy killed (5 at stratified points of the measured destroy, the
+///   last right after its inventory is gone, in its credential's removal),
+///   a destroy that must converge (`destroy NAME -f SPEC`: once the
+///   cluster has deleted the credential's ServiceAccount its token is
+///   rejected and destroy asks for the spec's kubeconfig);
 /// - 5 registers of the registered cluster killed (before the CRDs, apply,
 ///   readiness wait, registration twice), each followed by a register.
 ///
@@ -1204,7 +1208,7 @@ async fn sigkill_inside_each_phase_of_register_and_destroy_converges() {
             .await;
             let waited = killed.elapsed();
             eprintln!(
-                "{} the killed run's Lease expired for real: the next register succeeded {:.1}s after the kill",
+                "{} the killed run's Lease expired for real: the next register succeeded and its content was checked {:.1}s after the kill",
                 at(),
                 waited.as_secs_f64()
             );
