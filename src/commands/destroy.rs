@@ -63,6 +63,9 @@ async fn destroy_locked(
     let p = &ctx.progress;
     let spec = record.spec.clone();
     let mut deleted = Vec::new();
+    // an earlier destroy was interrupted (SIGKILL): it may have got as far
+    // as removing the inventory, or the credential after it (see remove_set)
+    let interrupted = record.state == State::Destroying;
     // a physical cluster is reached with the credential the management
     // cluster holds, or, when there is none (a register stopped before
     // minting one) or the cluster rejects it, with the kubeconfig of the spec
@@ -204,12 +207,28 @@ async fn destroy_locked(
     // every safety check in every cluster, before the first change
     let mut surveyed = Vec::new();
     for (c, own) in reached {
-        let survey = survey(ctx, &c, &set, args).await?;
+        let survey = match survey(ctx, &c, &set, args).await {
+            // the nautes-manager credential is denied what it was granted:
+            // only a destroy takes that away, after the inventory was gone
+            // (see remove_set), and the cluster finishes deleting namespace
+            // nautes-system by itself
+            Err(e) if own && interrupted && e.code == ExitCode::Forbidden => {
+                p.info(
+                    "destroy",
+                    format!(
+                        "{}: the nautes-manager credential no longer has its rights: an interrupted destroy removed the inventory and then the credential; nothing left to remove there",
+                        c.label
+                    ),
+                );
+                None
+            }
+            r => Some(r?),
+        };
         surveyed.push((c, own, survey));
     }
     // and every permission the deletions will use
     for (c, _, survey) in &surveyed {
-        if let Some(survey) = survey {
+        if let Some(Some(survey)) = survey {
             let mut needs = crate::pipeline::needs::of_deletion(&survey.members);
             needs.add_all(
                 &["get", "patch", "delete"],
@@ -226,8 +245,27 @@ async fn destroy_locked(
         registry.save(record).await?;
     }
     for (c, own, survey) in surveyed {
-        if let Some(survey) = survey {
-            deleted.extend(remove_set(ctx, &c, &set, survey, args, dry, own).await?);
+        match survey {
+            Some(Some(survey)) => {
+                deleted.extend(remove_set(ctx, &c, &set, survey, args, dry, own).await?)
+            }
+            // no inventory, but the credential still works: an interrupted
+            // destroy removed the inventory and stopped before (or while)
+            // removing the credential, which goes now; its namespace only
+            // if it still has this cluster's label (adopted namespaces were
+            // released before the inventory went)
+            Some(None) if own && interrupted && !dry => {
+                let ours = credential_namespace_is_ours(&c, &spec.name).await?;
+                credential::remove_own(&c, ours, args.timeout).await?;
+                p.change(
+                    "destroy",
+                    format!(
+                        "{}: the nautes-manager credential an interrupted destroy left removed",
+                        c.label
+                    ),
+                );
+            }
+            _ => {}
         }
     }
     if dry {
@@ -238,6 +276,19 @@ async fn destroy_locked(
         });
     }
     forget(registry, &spec.name, p, deleted).await
+}
+
+/// Namespace nautes-system carries cluster `name`'s label (the plugin made
+/// it for this cluster).
+async fn credential_namespace_is_ours(c: &Cluster, name: &str) -> Result<bool> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(c.client.clone());
+    let ns = crate::k8s::retry(|| api.get_metadata_opt(CREDENTIAL_NAMESPACE))
+        .await
+        .map_err(|e| c.err(e))?;
+    Ok(ns
+        .and_then(|n| n.metadata.labels)
+        .and_then(|l| l.get(crate::render::CLUSTER_LABEL).cloned())
+        .is_some_and(|v| v == name))
 }
 
 /// Removes the management side of a registration: the Argo CD cluster

@@ -231,12 +231,22 @@ impl Bg {
     /// SIGKILL; None when the kill interrupted the run, else how it ended
     /// by itself.
     pub fn kill_or_output(mut self) -> Option<Run> {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if self.kill_running() {
             return None;
         }
         Some(self.finish(Duration::from_secs(1)))
+    }
+
+    /// SIGKILL, keeping the run's output readable; true only when the run
+    /// died of the signal (it was still running when the signal arrived),
+    /// false when it had ended by itself, even a moment before the signal.
+    pub fn kill_running(&mut self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        if !self.running() {
+            return false;
+        }
+        let _ = self.child.kill();
+        matches!(self.child.wait(), Ok(s) if s.signal() == Some(9))
     }
 
     /// Sends a signal by name with kill(1) (the crate forbids unsafe code).

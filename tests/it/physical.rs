@@ -2,7 +2,6 @@
 //! cluster and a worker cluster side by side, real helm with the project's
 //! test charts (tests/charts), and the real binary.
 
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -340,69 +339,6 @@ async fn physical_worker_registers_converges_prunes_and_destroys_without_leftove
     // and destroying again says it is not registered
     let again = nautes(&["destroy", name], Some(&mgmt_kc), None);
     assert_eq!(again.code, 3, "{}", again.stderr);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_killed_at_random_points_converges_and_destroy_after_a_kill_cleans_up() {
-    let bed = TestBed::start(&["management", "worker"]);
-    let (mgmt_kc, worker) = (
-        bed.cluster("management").kubeconfig.clone(),
-        bed.cluster("worker").clone(),
-    );
-    let mgmt = client(&mgmt_kc).await;
-    let wc = client(&worker.kubeconfig).await;
-    let name = "killed";
-    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
-    let sp = spec_path.to_str().expect("utf8");
-    // pseudo-random kill points, printed so a failure can be replayed
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(7);
-    let points: Vec<u64> = (0..2)
-        .map(|i| 300 + u64::from(seed.wrapping_mul(2654435761).rotate_left(i * 7) % 4000))
-        .collect();
-    eprintln!("kill points (ms): {points:?}");
-    for ms in &points {
-        kill_after(&["register", "-f", sp], &mgmt_kc, *ms);
-    }
-    let run = until_unlocked(&["register", "-f", sp, "-o", "json"], &mgmt_kc, &[]);
-    run.ok();
-    assert_registered(&mgmt, &worker, name).await;
-    let again = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
-    again.ok();
-    assert_eq!(json_out(&again.stdout)["changes"]["created"], 0);
-
-    // a destroy killed midway, then run again
-    kill_after(&["destroy", name], &mgmt_kc, 800);
-    let run = until_unlocked(&["destroy", name], &mgmt_kc, &[]);
-    run.ok();
-    wait_nothing_left(&wc, name, "the worker").await;
-    wait_nothing_left(&mgmt, name, "the management cluster").await;
-
-    // a register killed early, then destroyed without ever completing: with
-    // -f, destroy can use the spec's kubeconfig if no credential was minted
-    kill_after(&["register", "-f", sp], &mgmt_kc, points[0]);
-    let run = until_unlocked(&["destroy", name, "-f", sp], &mgmt_kc, &[]);
-    assert!(
-        run.code == 0 || (run.code == 3 && run.stderr.contains("not registered")),
-        "{}",
-        run.stderr
-    );
-    wait_nothing_left(&wc, name, "the worker").await;
-    wait_nothing_left(&mgmt, name, "the management cluster").await;
-}
-
-/// Starts the binary and SIGKILLs it after `ms` milliseconds.
-fn kill_after(args: &[&str], mgmt: &Path, ms: u64) {
-    let mut child = command(args, Some(mgmt), &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(ms));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
