@@ -169,17 +169,20 @@ async fn the_lock_serializes_runs_and_a_killed_runs_lock_expires() {
         user_host.contains('@') && !user_host.starts_with('@') && !user_host.ends_with('@'),
         "holder is not user@host pid N: {holder}"
     );
-    let began = Instant::now();
     let second = run(&["register", "-f", sp], Some(&mgmt_kc), &[]);
-    let took = began.elapsed();
     assert_eq!(
         second.code, 3,
         "a concurrent register was not refused:\n{}",
         second.stderr
     );
+    // refused at once: by the fast path (a Lease renewed recently), not
+    // after watching it for its duration (that refusal says "while this
+    // run waited"); the message says which, whatever the machine's load
     assert!(
-        took < Duration::from_secs(10),
-        "the refused register took {took:?}, not 'at once'"
+        second.stderr.contains("after its holder stops renewing it")
+            && !second.stderr.contains("while this run waited"),
+        "the refusal was not the immediate one:\n{}",
+        second.stderr
     );
     let block = error_block(&second.stderr);
     assert!(
@@ -482,10 +485,11 @@ async fn outages_of_either_api_server_mid_apply_are_survived() {
         "the error does not say the runtime cluster cannot be reached:\n{}",
         failed.stderr
     );
-    // 5 s, the last attempt, and the 10 s connect timeout at most; never the
-    // fixed minute retries used to take
+    // it retried until its --timeout (the lower bound), and not for the
+    // fixed minute retries used to take: the only upper bound is that
+    // minute, which the old behaviour could not finish under
     assert!(
-        took >= Duration::from_secs(5) && took < Duration::from_secs(30),
+        took >= Duration::from_secs(5) && took < Duration::from_secs(60),
         "register --timeout 5s gave up after {took:?}"
     );
     let again = until_unlocked(&register, &mgmt_kc, &[]);
@@ -1362,8 +1366,8 @@ async fn sigkill_inside_each_phase_of_register_and_destroy_converges() {
     // least 25 s after the kill
     let waited = real_expiry.expect("the real expiry");
     assert!(
-        waited >= Duration::from_secs(24) && waited <= Duration::from_secs(75),
-        "the killed run's Lease expired after {waited:?}"
+        waited >= Duration::from_secs(24),
+        "the killed run's Lease was taken over after {waited:?}, before it could have expired"
     );
 }
 

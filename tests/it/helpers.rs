@@ -551,3 +551,52 @@ pub fn content_difference(
     }
     out
 }
+
+/// The project's test charts with one chart replaced by a variant
+/// (`tests/<variant_dir>/<chart>`), as symlinks in a temporary directory
+/// to give with --charts-dir.
+pub fn charts_with(variant_dir: &str, chart: &str) -> tempfile::TempDir {
+    let charts = tempfile::tempdir().expect("dir");
+    for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
+        let p = e.expect("entry").path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n != chart) {
+            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name")))
+                .expect("link");
+        }
+    }
+    std::os::unix::fs::symlink(
+        crate::repo().join("tests").join(variant_dir).join(chart),
+        charts.path().join(chart),
+    )
+    .expect("link");
+    charts
+}
+
+/// kubectl of the test bed against a kubeconfig, stdin from `input`; it
+/// must succeed.
+pub fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) {
+    use std::io::Write;
+    let mut child = Command::new(crate::testbed::bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    if let Some(text) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

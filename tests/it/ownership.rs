@@ -2,8 +2,6 @@
 //! it never adopts, prunes or deletes unless told to, and two registrations
 //! never share an object. Real control planes, real helm, the real binary.
 
-use std::path::Path;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::Api;
@@ -12,34 +10,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 use crate::testbed::TestBed;
-
-/// kubectl of the test bed against a kubeconfig, stdin from `input`.
-fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crate::testbed::bin_dir().join("kubectl"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    if let Some(text) = input {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write");
-    }
-    let out = child.wait_with_output().expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Every namespace of a cluster.
 async fn namespaces(c: &kube::Client) -> Vec<String> {

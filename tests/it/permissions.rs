@@ -5,7 +5,6 @@
 //! cluster serves except one verb on one resource.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use kube::Discovery;
 use serde_json::{Value, json};
@@ -65,31 +64,6 @@ async fn all_but(c: &kube::Client, verb: &str, group: &str, resource: &str) -> S
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "nautes-restricted"}],
     });
     format!("{role}\n---\n{binding}\n")
-}
-
-fn kubectl_apply(kubeconfig: &Path, text: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(crate::testbed::bin_dir().join("kubectl"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every object of every listable kind, as "group/kind ns/name", except
@@ -243,7 +217,11 @@ async fn a_user_missing_one_permission_the_plan_uses_is_refused_before_any_write
         } else {
             (&mgmt, &mgmt_tc.kubeconfig)
         };
-        kubectl_apply(kc, &all_but(admin, verb, group, resource).await);
+        kubectl(
+            kc,
+            &["apply", "-f", "-"],
+            Some(&all_but(admin, verb, group, resource).await),
+        );
         let before = (everything(&mgmt).await, everything(&wc).await);
         let (mgmt_kc, spec) = if *cluster == "worker" {
             (&mgmt_tc.kubeconfig, &limited_spec)
@@ -288,9 +266,10 @@ async fn a_user_missing_one_permission_the_plan_uses_is_refused_before_any_write
         );
     }
     // with every permission, the same user registers and destroys
-    kubectl_apply(
+    kubectl(
         &worker.kubeconfig,
-        &all_but(&wc, "impersonate", "", "serviceaccounts").await,
+        &["apply", "-f", "-"],
+        Some(&all_but(&wc, "impersonate", "", "serviceaccounts").await),
     );
     nautes(
         &["register", "-f", limited_spec.to_str().expect("utf8")],

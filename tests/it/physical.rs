@@ -352,19 +352,7 @@ async fn a_namespace_webhook_like_hncs_never_blocks_register_or_destroy() {
         bed.cluster("worker").clone(),
     );
     let wc = client(&worker.kubeconfig).await;
-    let charts = tempfile::tempdir().expect("dir");
-    for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
-        let p = e.expect("entry").path();
-        if p.is_dir() && p.file_name().is_some_and(|n| n != "hnc") {
-            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name")))
-                .expect("link");
-        }
-    }
-    std::os::unix::fs::symlink(
-        crate::repo().join("tests/charts-hnc-webhook/hnc"),
-        charts.path().join("hnc"),
-    )
-    .expect("link");
+    let charts = charts_with("charts-hnc-webhook", "hnc");
     let name = "hnc-order";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     let sp = spec_path.to_str().expect("utf8");
@@ -617,19 +605,7 @@ async fn null_fields_in_a_chart_are_dropped_and_a_second_register_changes_nothin
         bed.cluster("worker").clone(),
     );
     let wc = client(&worker.kubeconfig).await;
-    let charts = tempfile::tempdir().expect("dir");
-    for e in std::fs::read_dir(crate::repo().join("tests/charts")).expect("charts") {
-        let p = e.expect("entry").path();
-        if p.is_dir() && p.file_name().is_some_and(|n| n != "traefik") {
-            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name")))
-                .expect("link");
-        }
-    }
-    std::os::unix::fs::symlink(
-        crate::repo().join("tests/charts-null-fields/traefik"),
-        charts.path().join("traefik"),
-    )
-    .expect("link");
+    let charts = charts_with("charts-null-fields", "traefik");
     let name = "null-fields";
     let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
     let sp = spec_path.to_str().expect("utf8");
