@@ -50,8 +50,8 @@ demo: testbed build
 
 ## bench: benchmarks against the usual tools, on the test bed (reports, never fails)
 bench: testbed build
-	@command -v jq >/dev/null && [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq jq time; }
-	@scripts/bench.sh $$(cat $(BIN_FILE)) $(CURDIR)/$(LAUNCHER)
+	@command -v python3 >/dev/null && command -v curl >/dev/null && [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq python3 curl time; }
+	@scripts/bench.py $$(cat $(BIN_FILE)) $(CURDIR)/$(LAUNCHER)
 
 ## dist: the release archive for this machine and a krew manifest pointing at it
 dist: build

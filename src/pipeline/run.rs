@@ -136,10 +136,23 @@ impl<'a> Run<'a> {
         if names.is_empty() {
             return Ok(());
         }
+        let step = format!("apply {}", self.target);
+        self.progress.debug(
+            &step,
+            format!("{} CustomResourceDefinitions to apply", names.len()),
+        );
         self.apply_phase(Phase::Crds, "CustomResourceDefinitions")
             .await?;
         apply::wait_crds(self.cluster, &names, self.opts.timeout).await?;
         self.planned.kinds = Kinds::discover(self.cluster).await?;
+        // the end of the CRD phase (make bench measures it with -v)
+        self.progress.debug(
+            &step,
+            format!(
+                "{} CustomResourceDefinitions Established, discovery refreshed",
+                names.len()
+            ),
+        );
         Ok(())
     }
 
