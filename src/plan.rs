@@ -70,9 +70,18 @@ pub struct Catalog {
 impl Catalog {
     /// The embedded catalog. It is part of the binary and covered by tests,
     /// so a parse failure is a bug, reported as an internal error.
+    /// Parsed once per process: the API's list answers parse it for every
+    /// cluster otherwise (1,000 YAML parses for a list of 1,000).
     pub fn builtin() -> Result<Catalog> {
-        serde_saphyr::from_str(CATALOG_YAML)
-            .map_err(|e| Error::internal(format!("embedded charts/catalog.yaml: {e}")))
+        static PARSED: std::sync::OnceLock<std::result::Result<Catalog, String>> =
+            std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| {
+                serde_saphyr::from_str(CATALOG_YAML)
+                    .map_err(|e| format!("embedded charts/catalog.yaml: {e}"))
+            })
+            .clone()
+            .map_err(Error::internal)
     }
 }
 
