@@ -222,6 +222,17 @@ async fn destroy_locked(
                 );
                 None
             }
+            // the stored credential was rejected while surveying (its
+            // revocation can take effect between two requests): the same
+            // way out as when it is rejected at once
+            Err(e) if own && e.code == ExitCode::Unreachable => {
+                return Err(Error::new(
+                    e.code,
+                    format!(
+                        "{e}; the cluster was not changed (pass -f <its spec> to use the spec's kubeconfig, or --force to only forget its registration)"
+                    ),
+                ));
+            }
             r => Some(r?),
         };
         surveyed.push((c, own, survey));

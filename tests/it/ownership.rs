@@ -567,6 +567,23 @@ async fn a_rejected_credential_is_no_dead_end_and_an_unmade_check_refuses() {
         }
     }
     assert_eq!(revoked, 1, "the credential's token Secret");
+    // the API server rejects the token once its token cache has seen the
+    // Secret go, which under load can take seconds: wait for that, so the
+    // destroy below meets a rejected credential from its first request
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let st = nautes(&["status", name], Some(&mgmt_kc), None);
+        if st.stderr.contains("401") || st.stdout.contains("401") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked token is still accepted:\n{}{}",
+            st.stdout,
+            st.stderr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let worker_before = objects(&wc, name).await;
     let mgmt_before = objects(&mgmt, name).await;
     assert!(!mgmt_before.is_empty());
