@@ -65,10 +65,10 @@ def main():
                          ("kubectl-nautes register (helm excluded)", "time-register.txt"),
                          ("raw_apply", "time-raw.txt")):
             c, s = cpu(w / f)
-            rows.append(f"| {label} | {c:.2f} s | {s:.2f} s | {c / n * 1000:.2f} ms |")
+            rows.append(f"| {label} | {c:.2f} s | {s:.2f} s | {c / n * 1000:.2f} ms |")  # ms per object
         rendered.unlink(missing_ok=True)
         print(f"### client CPU for {n} ConfigMaps (one sample)\n")
-        print("| process | CPU (user + system) | wall | CPU per 1,000 objects |")
+        print("| process | CPU (user + system) | wall | CPU per object |")
         print("|---|---|---|---|")
         print("\n".join(rows))
         if win:
