@@ -31,6 +31,26 @@ pub enum ExitCode {
     Interrupted = 130,
 }
 
+impl ExitCode {
+    /// The exit code of a number, as [`ExitCode`] gives them.
+    pub fn from_code(n: u8) -> Option<Self> {
+        [
+            Self::Ok,
+            Self::Internal,
+            Self::Invalid,
+            Self::Refused,
+            Self::Forbidden,
+            Self::Unreachable,
+            Self::Timeout,
+            Self::ApiFailed,
+            Self::Missing,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 == n)
+    }
+}
+
 /// The plugin's error: a kind (which decides the exit code) and a message.
 #[derive(Debug)]
 pub struct Error {

@@ -622,6 +622,19 @@ pub async fn destroy_name(ctx: &Ctx, name: &str, args: &DestroyArgs) -> Result<D
         Ok(()) => destroy_locked(ctx, args, &registry, &mut record, dry).await,
         Err(e) => Err(e),
     };
+    if let Err(e) = &result
+        && !dry
+        && e.code != ExitCode::Interrupted
+        && registry.record_failure(&spec.name, "destroy", e).await
+    {
+        p.info(
+            "record",
+            format!(
+                "the failure is kept in record {}/cluster-{} until a run succeeds",
+                registry.namespace, spec.name
+            ),
+        );
+    }
     lock.release().await;
     result
 }

@@ -97,7 +97,7 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                             .clone()
                             .unwrap_or_else(|| "<none>".into()),
                         r.spec.api_server.clone(),
-                        r.state.to_string(),
+                        r.shown_state(),
                         age(&r.registered_at),
                     ]
                 })
@@ -142,7 +142,7 @@ pub async fn get(ctx: &Ctx, args: &GetArgs) -> Result<()> {
                     r.name.clone(),
                     r.kind.clone(),
                     r.spec.api_server.clone(),
-                    r.state.to_string(),
+                    r.shown_state(),
                     age(&r.registered_at),
                 ]],
             );
@@ -233,7 +233,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let all_ready = rows.iter().all(|c| c.ready);
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => print_value(
-            &json!({"name": r.name, "state": r.state, "ready": all_ready, "components": rows}),
+            &json!({"name": r.name, "state": r.state, "ready": all_ready, "components": rows, "lastFailure": r.last_failure}),
             args.output,
         )?,
         _ => {
@@ -258,6 +258,15 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
                 &table,
             );
         }
+    }
+    if let Some(f) = &r.last_failure {
+        ctx.progress.warn(
+            "status",
+            format!(
+                "the last {} of cluster {} failed at {} (exit {}): {}",
+                f.operation, r.name, f.at, f.exit_code, f.message
+            ),
+        );
     }
     if all_ready {
         Ok(())

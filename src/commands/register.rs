@@ -303,6 +303,18 @@ pub async fn register_spec(
         None => None,
     };
     let result = register_locked(ctx, args, spec, &plan, &render_opts, &clusters, rendered).await;
+    if let Err(e) = &result
+        && e.code != ExitCode::Interrupted
+        && registry.record_failure(&spec.name, "register", e).await
+    {
+        ctx.progress.info(
+            "record",
+            format!(
+                "the failure is kept in record {}/cluster-{} until a run succeeds",
+                registry.namespace, spec.name
+            ),
+        );
+    }
     if let Some(l) = host_lock {
         l.release().await;
     }
@@ -490,6 +502,8 @@ async fn register_locked(
                     .map(|c| format!("{} {}@{}", c.name, c.chart.name, c.chart.version))
             })
             .collect(),
+        // cleared by this run's success; kept while it runs
+        last_failure: existing.as_ref().and_then(|r| r.last_failure.clone()),
     };
     let mut opts = StageOptions {
         render: render_opts,
@@ -635,10 +649,12 @@ async fn register_locked(
     registry.save_credential(spec, &cred).await?;
     registry.save_argocd_secret(spec, &cred).await?;
     record.state = State::Registered;
+    record.last_failure = None;
     // a register with nothing to change writes nothing: the record keeps
     // its time of the last change
     let same = |r: &Record| {
         r.state == State::Registered
+            && r.last_failure.is_none()
             && r.components == record.components
             && r.plugin_version == record.plugin_version
             && serde_json::to_value(&r.spec).ok() == serde_json::to_value(&record.spec).ok()

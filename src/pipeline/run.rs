@@ -141,8 +141,22 @@ impl<'a> Run<'a> {
             &step,
             format!("{} CustomResourceDefinitions to apply", names.len()),
         );
-        self.apply_phase(Phase::Crds, "CustomResourceDefinitions")
+        let sent = self
+            .apply_phase(Phase::Crds, "CustomResourceDefinitions")
             .await?;
+        if sent == 0 {
+            // every CRD is untouched since the last apply, which waited for
+            // it to be Established, and the discovery this run started with
+            // already serves its kinds: nothing to wait for
+            self.progress.debug(
+                &step,
+                format!(
+                    "{} CustomResourceDefinitions untouched since the last apply: no wait, discovery kept",
+                    names.len()
+                ),
+            );
+            return Ok(());
+        }
         apply::wait_crds(self.cluster, &names, self.opts.timeout).await?;
         self.planned.kinds = Kinds::discover(self.cluster).await?;
         // the end of the CRD phase (make bench measures it with -v)
@@ -164,7 +178,8 @@ impl<'a> Run<'a> {
         self.apply_phase(Phase::ClusterScoped, "cluster-scoped objects")
             .await?;
         self.apply_phase(Phase::Namespaced, "namespaced objects")
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Waits for the workloads: with --wait, and always when admission
@@ -329,8 +344,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Applies one phase's objects and reports a one-line summary.
-    async fn apply_phase(&mut self, phase: Phase, what: &str) -> Result<()> {
+    /// Applies one phase's objects and reports a one-line summary. Returns
+    /// how many requests were sent (untouched, unchanged objects are not).
+    async fn apply_phase(&mut self, phase: Phase, what: &str) -> Result<usize> {
         let bootstrapped = self.bootstrapped;
         let objs: Vec<&Manifest> = self
             .in_phase(phase)
@@ -338,7 +354,7 @@ impl<'a> Run<'a> {
             .filter(|m| !(bootstrapped && m.component == CREDENTIAL_COMPONENT))
             .collect();
         if objs.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let (p, target, total) = (self.progress, self.target, self.planned.manifests.len());
         let count = &self.count;
@@ -376,8 +392,9 @@ impl<'a> Run<'a> {
             &format!("apply {target}"),
             format!("{what}: {}", summary(&applied)),
         );
+        let sent = applied.iter().filter(|a| a.sent).count();
         self.applied.extend(applied);
-        Ok(())
+        Ok(sent)
     }
 
     /// The objects of some phases whose readiness is judged (CRDs are

@@ -11,7 +11,7 @@ mod lock;
 mod records;
 
 pub use lock::{LEASE_SECONDS, LOCK_LOST, LOCK_UNCONFIRMED, Lock, Locks, fence, fenced_out};
-pub use records::{Record, State, kind_of, now};
+pub use records::{Failure, Record, State, kind_of, now};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -49,9 +49,36 @@ pub struct Record {
     /// Components installed, "name chart@version".
     #[serde(default)]
     pub components: Vec<String>,
+    /// The last register or destroy of this cluster that failed, kept until
+    /// one succeeds: every replica of the HTTP API, and `status`, read it
+    /// from here (not only the process that ran it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+}
+
+/// A failed run, as the record keeps it. The message is the one the command
+/// printed: it never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// "register" or "destroy".
+    pub operation: String,
+    pub at: String,
+    /// The exit code the command line gave.
+    pub exit_code: u8,
+    pub message: String,
 }
 
 impl Record {
+    /// The state shown to users: a run left Registering or Destroying by a
+    /// failure (not a run still going, or one killed) is "Failed".
+    pub fn shown_state(&self) -> String {
+        match (&self.state, &self.last_failure) {
+            (State::Registering | State::Destroying, Some(_)) => "Failed".into(),
+            (s, _) => s.to_string(),
+        }
+    }
+
     /// Whether the registered cluster is a host.
     pub fn usage_is_host(&self) -> bool {
         self.spec.usage == Usage::Host
@@ -79,6 +106,22 @@ pub(super) fn usage_str(u: Usage) -> &'static str {
 }
 
 impl Registry {
+    /// Keeps a failed run in the cluster's record, if the record exists:
+    /// best effort (the failure may be that the management cluster cannot
+    /// be reached), under the run's lock. Returns whether it was saved.
+    pub async fn record_failure(&self, name: &str, operation: &str, e: &Error) -> bool {
+        let Ok(Some(mut record)) = self.get(name).await else {
+            return false;
+        };
+        record.last_failure = Some(Failure {
+            operation: operation.to_string(),
+            at: now(),
+            exit_code: e.code as u8,
+            message: e.message.clone(),
+        });
+        self.save(&record).await.is_ok()
+    }
+
     fn records(&self) -> Api<ConfigMap> {
         Api::namespaced(self.cluster.client.clone(), &self.namespace)
     }

@@ -678,8 +678,10 @@ fn answer(name: &str, op: Op, outcome: Outcome) -> Response {
 /// after the record was last written wins over the record's state.
 fn state_of(record: Option<&Record>, snap: Option<&Snapshot>, job: Option<&Job>) -> JobState {
     let from_record = |r: &Record| match r.state {
-        RecordState::Registering => JobState::Registering,
         RecordState::Registered => JobState::Registered,
+        // left so by a failure, which any replica reads from the record
+        _ if r.last_failure.is_some() => JobState::Failed,
+        RecordState::Registering => JobState::Registering,
         RecordState::Destroying => JobState::Destroying,
     };
     match (record, snap, job) {
@@ -695,6 +697,17 @@ fn state_of(record: Option<&Record>, snap: Option<&Snapshot>, job: Option<&Job>)
         (None, Some(s), _) => s.state,
         (None, None, _) => JobState::Failed,
     }
+}
+
+/// A failure kept in a record, as the API's error body.
+fn failure_error(f: &crate::registry::Failure) -> ApiError {
+    let code =
+        crate::error::ExitCode::from_code(f.exit_code).unwrap_or(crate::error::ExitCode::Internal);
+    let (status, reason) = super::error::status_of(code);
+    ApiError::new(status, reason, f.message.clone())
+        .with("exit_code", f.exit_code.to_string())
+        .with("operation", f.operation.clone())
+        .with("at", f.at.clone())
 }
 
 fn newer(a: &str, b: &str) -> bool {
@@ -824,10 +837,14 @@ fn reply(
             Some(s) if !s.done => s.phase.clone(),
             _ => String::new(),
         },
-        last_error: if state == JobState::Failed {
-            snap.and_then(|s| s.error.clone())
-        } else {
-            None
+        last_error: match snap {
+            // this replica ran it and it failed after the record was written
+            Some(s) if state == JobState::Failed && s.error.is_some() => s.error.clone(),
+            // a running job has no last error yet
+            Some(s) if !s.done => None,
+            _ => record
+                .and_then(|r| r.last_failure.as_ref())
+                .map(failure_error),
         },
         registered_at: record.map(|r| r.registered_at.clone()).unwrap_or_default(),
         updated_at: record.map(|r| r.updated_at.clone()).unwrap_or_default(),
@@ -905,5 +922,50 @@ mod tests {
         assert_eq!(v["components_list"]["multi_tenant"]["name"], "hnc");
         assert!(v["components_list"]["pipeline"].is_null());
         assert!(!v.to_string().contains("kubeconfig"));
+    }
+
+    #[test]
+    fn a_failure_kept_in_the_record_is_failed_with_its_error_on_any_replica() {
+        let spec = crate::spec::parse(
+            "t",
+            r#"{"name": "w", "api_server": "https://10.0.0.5:31443", "cluster_type": "virtual", "usage": "worker", "host_cluster": "h"}"#,
+            None,
+        )
+        .expect("spec");
+        let mut record = Record {
+            name: "w".into(),
+            kind: "virtual worker".into(),
+            state: RecordState::Registering,
+            spec: spec.clone(),
+            registered_at: "2026-12-03T10:00:00Z".into(),
+            updated_at: "2026-12-03T10:00:00Z".into(),
+            plugin_version: "0".into(),
+            components: Vec::new(),
+            last_failure: None,
+        };
+        // still running somewhere (or killed): Registering, no error
+        let v = serde_json::to_value(reply(&spec, Some(&record), None, None)).expect("json");
+        assert_eq!(v["state"], "Registering");
+        assert!(v["last_error"].is_null());
+        record.last_failure = Some(crate::registry::Failure {
+            operation: "register".into(),
+            at: "2026-12-03T10:01:00Z".into(),
+            exit_code: 6,
+            message: "not ready".into(),
+        });
+        let v = serde_json::to_value(reply(&spec, Some(&record), None, None)).expect("json");
+        assert_eq!(v["state"], "Failed", "{v}");
+        assert_eq!(v["last_error"]["code"], 504, "{v}");
+        assert_eq!(v["last_error"]["reason"], "NOT_READY", "{v}");
+        assert_eq!(v["last_error"]["message"], "not ready", "{v}");
+        // a registered cluster whose re-register failed stays Registered and
+        // says what failed
+        record.state = RecordState::Registered;
+        let v = serde_json::to_value(reply(&spec, Some(&record), None, None)).expect("json");
+        assert_eq!(v["state"], "Registered", "{v}");
+        assert_eq!(v["last_error"]["metadata"]["operation"], "register", "{v}");
+        assert_eq!(record.shown_state(), "Registered");
+        record.state = RecordState::Destroying;
+        assert_eq!(record.shown_state(), "Failed");
     }
 }

@@ -1097,6 +1097,119 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
     }
 }
 
+/// A register that fails after its record was written (a node port another
+/// Service holds: the API server rejects traefik's Service mid-apply) is
+/// Failed, with its error, on a replica that did not run it, and in the
+/// command line's `get`; the next successful register clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_registration_is_failed_on_every_replica_until_a_register_succeeds() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let worker = bed.cluster("worker").clone();
+    let mgmt = crate::helpers::client(&mgmt_kc).await;
+    let wc = crate::helpers::client(&worker.kubeconfig).await;
+    let admin = account(&mgmt, "api-admin").await;
+    allow(&mgmt, "api-admin").await;
+    let a = Server::start(&bed, &mgmt_kc);
+    let b = Server::start(&bed, &mgmt_kc);
+    // not the plugin's: a Service that holds traefik's default node port
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(wc.clone(), "default");
+    let blocker: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "holds-30080"},
+        "spec": {"type": "NodePort", "selector": {"app": "none"},
+                 "ports": [{"port": 80, "nodePort": 30080}]},
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &blocker)
+        .await
+        .expect("create the Service holding 30080");
+    let body = crate::physical_spec("failing", "worker", &worker, json!({}));
+    let r = http(
+        "POST",
+        &format!("{}/api/v1/clusters/failing?wait=true", a.url),
+        Some(&admin),
+        Some(&body),
+    );
+    assert_ne!(r.status, 200, "the register should fail: {}", r.body);
+    // replica b never ran it: it reads the failure from the record
+    let v = http(
+        "GET",
+        &format!("{}/api/v1/clusters/failing", b.url),
+        Some(&admin),
+        None,
+    )
+    .json();
+    assert_eq!(v["state"], "Failed", "{v}\n{}", a.log());
+    let err = &v["last_error"];
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("30080") && m.contains("allocated")),
+        "the last error does not say what failed: {v}"
+    );
+    assert_eq!(err["code"], 422, "{v}");
+    assert_eq!(err["reason"], "API_REJECTED", "{v}");
+    assert_eq!(err["metadata"]["operation"], "register", "{v}");
+    assert_eq!(err["metadata"]["exit_code"], "7", "{v}");
+    // the list says so too, and the command line
+    let list = http(
+        "GET",
+        &format!("{}/api/v1/clusters", b.url),
+        Some(&admin),
+        None,
+    )
+    .json();
+    let item = list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["name"] == "failing"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(item["state"], "Failed", "{list}");
+    let got = nautes(&["get", "failing"], Some(&mgmt_kc), None);
+    assert!(
+        got.stdout.contains("Failed"),
+        "kubectl nautes get does not show Failed:\n{}{}",
+        got.stdout,
+        got.stderr
+    );
+    let kc_text = std::fs::read_to_string(&worker.kubeconfig).expect("kubeconfig");
+    for text in [&v.to_string(), &list.to_string(), &got.stdout, &got.stderr] {
+        assert!(
+            !text.contains(&kc_text) && !text.contains(&admin),
+            "a secret in a reply or in output"
+        );
+    }
+    // the port is free again: a register through b succeeds and clears it
+    services
+        .delete("holds-30080", &DeleteParams::default())
+        .await
+        .expect("delete the Service holding 30080");
+    let r = http(
+        "POST",
+        &format!("{}/api/v1/clusters/failing?wait=true", b.url),
+        Some(&admin),
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.body, b.log());
+    let v = http(
+        "GET",
+        &format!("{}/api/v1/clusters/failing", a.url),
+        Some(&admin),
+        None,
+    )
+    .json();
+    assert_eq!(v["state"], "Registered", "{v}");
+    assert!(v["last_error"].is_null(), "{v}");
+    let r = http(
+        "DELETE",
+        &format!("{}/api/v1/clusters/failing?wait=true", a.url),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.body, a.log());
+}
+
 /// chromium (or chromium-browser, google-chrome) on PATH.
 fn browser() -> Option<std::path::PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
