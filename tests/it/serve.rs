@@ -1166,13 +1166,17 @@ async fn a_failed_registration_is_failed_on_every_replica_until_a_register_succe
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(item["state"], "Failed", "{list}");
-    let got = nautes(&["get", "failing"], Some(&mgmt_kc), None);
+    let got = nautes(&["get", "failing", "-o", "table"], Some(&mgmt_kc), None);
     assert!(
         got.stdout.contains("Failed"),
         "kubectl nautes get does not show Failed:\n{}{}",
         got.stdout,
         got.stderr
     );
+    let as_json = nautes(&["get", "failing", "-o", "json"], Some(&mgmt_kc), None);
+    let record: Value = serde_json::from_str(&as_json.stdout).expect("get -o json");
+    assert_eq!(record["lastFailure"]["operation"], "register", "{record}");
+    assert_eq!(record["lastFailure"]["exitCode"], 7, "{record}");
     let kc_text = std::fs::read_to_string(&worker.kubeconfig).expect("kubeconfig");
     for text in [&v.to_string(), &list.to_string(), &got.stdout, &got.stderr] {
         assert!(
