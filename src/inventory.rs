@@ -353,6 +353,10 @@ pub struct Existing {
     pub resource_version: String,
 }
 
+/// From this many objects of one kind in one namespace on, `existing` lists
+/// them instead of reading each.
+const LIST_FROM: usize = 8;
+
 impl ApplySet {
     /// Reads the objects of a plan that are not members of the set: the
     /// ones that exist are returned with their owner. `wanted` are the keys
@@ -364,42 +368,98 @@ impl ApplySet {
         wanted: Vec<(ObjectKey, Kind)>,
     ) -> Result<BTreeMap<ObjectKey, Existing>> {
         use futures::StreamExt;
-        let found: Vec<Result<Option<(ObjectKey, Existing)>>> =
-            futures::stream::iter(wanted.into_iter().map(|(key, kind)| async move {
-                let api = crate::k8s::api(&cluster.client, &kind, key.1.as_deref());
-                let got = retry(|| api.get_metadata_opt(&key.2))
-                    .await
-                    .map_err(|e| cluster.err(e))?;
-                Ok(got.map(|o| {
-                    let labels = o.metadata.labels.unwrap_or_default();
-                    let owner = match labels.get(PART_OF) {
-                        Some(set) if *set == self.id => Owner::Ours,
-                        Some(set) => Owner::Other {
-                            cluster: labels.get(CLUSTER_LABEL).cloned().unwrap_or_default(),
-                            set: set.clone(),
-                        },
-                        None => Owner::Nobody,
-                    };
-                    let resource_version = o.metadata.resource_version.unwrap_or_default();
-                    (
-                        key,
-                        Existing {
-                            owner,
-                            resource_version,
-                        },
-                    )
-                }))
-            }))
+        // many objects of one kind in one namespace (or cluster-scoped) are
+        // read with one paged LIST of their metadata, the others one by one
+        let mut groups: BTreeMap<(String, Option<String>), Vec<(ObjectKey, Kind)>> =
+            BTreeMap::new();
+        for (key, kind) in wanted {
+            groups
+                .entry((key.0.clone(), key.1.clone()))
+                .or_default()
+                .push((key, kind));
+        }
+        let (listed, single): (Vec<_>, Vec<_>) = groups
+            .into_values()
+            .partition(|objs| objs.len() >= LIST_FROM);
+        let single = single.into_iter().flatten();
+        let found: Vec<Result<Vec<(ObjectKey, Existing)>>> =
+            futures::stream::iter(
+                single
+                    .map(|(key, kind)| {
+                        futures::future::Either::Left(async move {
+                            let api = crate::k8s::api(&cluster.client, &kind, key.1.as_deref());
+                            let got = retry(|| api.get_metadata_opt(&key.2))
+                                .await
+                                .map_err(|e| cluster.err(e))?;
+                            Ok(got
+                                .map(|o| vec![(key, self.existing_of(&o.metadata))])
+                                .unwrap_or_default())
+                        })
+                    })
+                    .chain(listed.into_iter().map(|objs| {
+                        futures::future::Either::Right(self.list_existing(cluster, objs))
+                    })),
+            )
             .buffer_unordered(16)
             .collect()
             .await;
         let mut out = BTreeMap::new();
         for f in found {
-            if let Some((k, e)) = f? {
-                out.insert(k, e);
-            }
+            out.extend(f?);
         }
         Ok(out)
+    }
+
+    fn existing_of(&self, meta: &kube::api::ObjectMeta) -> Existing {
+        let labels = meta.labels.clone().unwrap_or_default();
+        let owner = match labels.get(PART_OF) {
+            Some(set) if *set == self.id => Owner::Ours,
+            Some(set) => Owner::Other {
+                cluster: labels.get(CLUSTER_LABEL).cloned().unwrap_or_default(),
+                set: set.clone(),
+            },
+            None => Owner::Nobody,
+        };
+        Existing {
+            owner,
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The objects of one kind in one namespace (all of `objs` share both)
+    /// that exist, from a paged LIST of metadata.
+    async fn list_existing(
+        &self,
+        cluster: &Cluster,
+        objs: Vec<(ObjectKey, Kind)>,
+    ) -> Result<Vec<(ObjectKey, Existing)>> {
+        let Some((first, kind)) = objs.first() else {
+            return Ok(Vec::new());
+        };
+        let api = crate::k8s::api(&cluster.client, kind, first.1.as_deref());
+        let mut wanted: BTreeMap<&str, &ObjectKey> =
+            objs.iter().map(|(k, _)| (k.2.as_str(), k)).collect();
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(500);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = retry(|| api.list_metadata(&lp))
+                .await
+                .map_err(|e| cluster.err(e))?;
+            for o in &page.items {
+                let name = o.metadata.name.as_deref().unwrap_or_default();
+                if let Some(key) = wanted.remove(name) {
+                    out.push((key.clone(), self.existing_of(&o.metadata)));
+                }
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() || wanted.is_empty() {
+                return Ok(out);
+            }
+        }
     }
 
     /// Gives an adopted object back: the set's labels and the set's field

@@ -96,13 +96,27 @@ async fn existing_objects_are_refused_or_adopted_and_existing_namespaces_survive
         None,
     );
     kubectl(&worker.kubeconfig, &["create", "namespace", "argocd"], None);
+    // a cluster-scoped one of a kind the plan has many of (its ClusterRoles
+    // are looked up with one LIST, not one GET each)
+    kubectl(
+        &worker.kubeconfig,
+        &["create", "-f", "-"],
+        Some(
+            r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "argo-rollouts"}}"#,
+        ),
+    );
     let before = namespaces(&wc).await;
     let marks_before = namespace_marks(&wc, "vault").await;
 
     // 1. refused, every foreign object named, nothing written anywhere
     let run = nautes(&["register", "-f", sp], Some(&mgmt_kc), None);
     assert_eq!(run.code, 3, "{}", run.stderr);
-    for what in ["Namespace vault", "Namespace argocd", "--adopt"] {
+    for what in [
+        "Namespace vault",
+        "Namespace argocd",
+        "ClusterRole argo-rollouts",
+        "--adopt",
+    ] {
         assert!(
             run.stderr.contains(what),
             "{what} not named:\n{}",
@@ -157,6 +171,10 @@ async fn existing_objects_are_refused_or_adopted_and_existing_namespaces_survive
     assert!(
         changed.contains(&"create Namespace traefik".to_string()),
         "{changed:#?}"
+    );
+    assert!(
+        changed.contains(&"configure ClusterRole argo-rollouts".to_string()),
+        "the user's ClusterRole was not reported as taken over: {changed:#?}"
     );
     // a second register converges and still knows they were adopted
     let again = nautes(&["register", "-f", sp, "-o", "json"], Some(&mgmt_kc), None);
