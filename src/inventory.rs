@@ -357,6 +357,9 @@ pub struct Existing {
 /// them instead of reading each.
 const LIST_FROM: usize = 8;
 
+/// Objects asked for, with their kinds.
+type Wanted = Vec<(ObjectKey, Kind)>;
+
 impl ApplySet {
     /// Reads the objects of a plan that are not members of the set: the
     /// ones that exist are returned with their owner. `wanted` are the keys
@@ -370,8 +373,7 @@ impl ApplySet {
         use futures::StreamExt;
         // many objects of one kind in one namespace (or cluster-scoped) are
         // read with one paged LIST of their metadata, the others one by one
-        let mut groups: BTreeMap<(String, Option<String>), Vec<(ObjectKey, Kind)>> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(String, Option<String>), Wanted> = BTreeMap::new();
         for (key, kind) in wanted {
             groups
                 .entry((key.0.clone(), key.1.clone()))
