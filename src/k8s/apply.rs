@@ -325,9 +325,16 @@ pub async fn apply_many(
     Ok(ok)
 }
 
-/// Waits until every CRD in the set is Established, then returns fresh
-/// discovery.
-pub async fn wait_crds(cluster: &Cluster, names: &[String], timeout: Duration) -> Result<()> {
+/// Waits until every CRD in the set is Established. Returns each one's
+/// resourceVersion once Established: the API server's own status update
+/// changes it after the apply, and recording the later one lets the next
+/// run see that nobody touched the CRD since.
+pub async fn wait_crds(
+    cluster: &Cluster,
+    names: &[String],
+    timeout: Duration,
+) -> Result<BTreeMap<String, String>> {
+    let mut versions = BTreeMap::new();
     let kind = Kind {
         resource: kube::discovery::ApiResource::erase::<
             k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -348,6 +355,9 @@ pub async fn wait_crds(cluster: &Cluster, names: &[String], timeout: Duration) -
                 })
             });
             if established {
+                if let Some(rv) = crd.and_then(|c| c.metadata.resource_version) {
+                    versions.insert(name.clone(), rv);
+                }
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -360,5 +370,5 @@ pub async fn wait_crds(cluster: &Cluster, names: &[String], timeout: Duration) -
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    Ok(())
+    Ok(versions)
 }

@@ -157,7 +157,16 @@ impl<'a> Run<'a> {
             );
             return Ok(());
         }
-        apply::wait_crds(self.cluster, &names, self.opts.timeout).await?;
+        let versions = apply::wait_crds(self.cluster, &names, self.opts.timeout).await?;
+        for a in self
+            .applied
+            .iter_mut()
+            .filter(|a| a.group_kind == kinds::CRD)
+        {
+            if let Some(rv) = versions.get(&a.name) {
+                a.resource_version = rv.clone();
+            }
+        }
         self.planned.kinds = Kinds::discover(self.cluster).await?;
         // the end of the CRD phase (make bench measures it with -v)
         self.progress.debug(
