@@ -40,6 +40,11 @@ pub struct ApplySet {
     pub manager: String,
 }
 
+/// The parent's tooling annotation as this version writes it.
+fn tooling_value() -> String {
+    format!("kubectl-nautes/v{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// What the parent records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParentState {
@@ -107,6 +112,20 @@ impl ApplySet {
 
     /// Reads the parent; None when the set does not exist.
     pub async fn load(&self, cluster: &Cluster) -> Result<Option<ParentState>> {
+        Ok(self.read(cluster).await?.map(|(state, _)| state))
+    }
+
+    /// Reads the parent, and whether this version of the plugin wrote it
+    /// (its tooling annotation): then writing the same state again changes
+    /// nothing and can be left out.
+    pub async fn load_current(&self, cluster: &Cluster) -> Result<(ParentState, bool)> {
+        Ok(match self.read(cluster).await? {
+            Some((state, tooling)) => (state, tooling.as_deref() == Some(tooling_value().as_str())),
+            None => (ParentState::default(), false),
+        })
+    }
+
+    async fn read(&self, cluster: &Cluster) -> Result<Option<(ParentState, Option<String>)>> {
         let api = self.parent_api(cluster);
         let Some(cm) = retry(|| api.get_opt(&self.parent))
             .await
@@ -132,12 +151,15 @@ impl ApplySet {
         let adopted = data(ADOPTED_KEY)
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default();
-        Ok(Some(ParentState {
-            group_kinds: split(GROUP_KINDS),
-            namespaces: split(NAMESPACES),
-            applied,
-            adopted,
-        }))
+        Ok(Some((
+            ParentState {
+                group_kinds: split(GROUP_KINDS),
+                namespaces: split(NAMESPACES),
+                applied,
+                adopted,
+            },
+            ann.get(TOOLING).cloned(),
+        )))
     }
 
     /// Writes the parent (server-side apply).
@@ -152,7 +174,7 @@ impl ApplySet {
                 "namespace": PARENT_NAMESPACE,
                 "labels": {ID_LABEL: self.id, MANAGED_BY: MANAGER, CLUSTER_LABEL: self.cluster_name},
                 "annotations": {
-                    TOOLING: format!("kubectl-nautes/v{}", env!("CARGO_PKG_VERSION")),
+                    TOOLING: tooling_value(),
                     GROUP_KINDS: join(&state.group_kinds),
                     NAMESPACES: join(&state.namespaces),
                 }

@@ -28,6 +28,8 @@ pub struct Planned {
     pub manifests: Vec<Manifest>,
     /// What the parent recorded before this run.
     pub old: ParentState,
+    /// Whether the parent exists, written by this version of the plugin.
+    pub recorded: bool,
     /// The group-kinds and namespaces of this plan.
     pub new: ParentState,
     /// Members that exist now, with their resourceVersion.
@@ -135,7 +137,7 @@ pub async fn plan(
         kinds,
         mut manifests,
     } = rendered;
-    let old = set.load(cluster).await?.unwrap_or_default();
+    let (old, recorded) = set.load_current(cluster).await?;
     let mut new = ParentState::default();
     let crd_scopes = crd_scopes(&manifests);
     let mut keys: BTreeSet<ObjectKey> = BTreeSet::new();
@@ -271,6 +273,7 @@ pub async fn plan(
         kinds,
         manifests,
         old,
+        recorded,
         new,
         before,
         previous,

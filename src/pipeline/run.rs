@@ -86,6 +86,11 @@ impl<'a> Run<'a> {
     /// Records the union of the old and the new inventory first, so a run
     /// killed mid-apply still finds everything.
     pub async fn record_inventory(&self) -> Result<()> {
+        if self.planned.recorded && self.union == self.planned.old {
+            // it records all of it already: a register with nothing to
+            // change writes nothing
+            return Ok(());
+        }
         self.set.save(self.cluster, &self.union, false).await
     }
 
