@@ -281,7 +281,28 @@ func (m *vcManager) stopOne(key string) error {
 // run starts the vcluster; on failure it reports and stops what it started.
 func (vc *virtualCluster) run() {
 	began := time.Now()
-	if err := vc.start(); err != nil {
+	err := vc.start()
+	// Ports are picked free but may be taken by another launcher before the
+	// process binds them: two more attempts with new ports.
+	for attempt := 2; err != nil && attempt <= 3 && vc.ctx.Err() == nil; attempt++ {
+		logf("%s: vcluster %s/%s: %v; attempt %d with new ports", vc.m.host.name, vc.ns, vc.name, err, attempt)
+		vc.mu.Lock()
+		ps := []*proc{vc.syncer, vc.controller, vc.apiserver, vc.etcd}
+		vc.syncer, vc.controller, vc.apiserver, vc.etcd = nil, nil, nil, nil
+		vc.syncerStarted = time.Time{}
+		vc.mu.Unlock()
+		for _, p := range ps {
+			if p != nil {
+				stopProcs([]*proc{p}, 3*time.Second)
+			}
+		}
+		if rmErr := os.RemoveAll(vc.dir); rmErr != nil {
+			err = rmErr
+			break
+		}
+		err = vc.start()
+	}
+	if err != nil {
 		if vc.ctx.Err() == nil {
 			var se *startError
 			logf("%s: vcluster %s/%s failed to start: %v", vc.m.host.name, vc.ns, vc.name, err)
@@ -766,8 +787,8 @@ func (vc *virtualCluster) followNodePorts(ctx context.Context) {
 	}
 	vc.mu.Lock()
 	defer vc.mu.Unlock()
-	if vc.ctx.Err() != nil || vc.proxyPort == 0 {
-		return
+	if vc.ctx.Err() != nil || vc.state != "running" {
+		return // forwarders point at the syncer of a successful start only
 	}
 	for port, l := range vc.forwards {
 		if !want[port] {
