@@ -7,6 +7,7 @@ CARGO ?= cargo
 TB_DIR := target/testbed
 LAUNCHER := $(TB_DIR)/nautes-testbed
 BIN_FILE := $(TB_DIR)/bin-dir
+VCLUSTER_FILE := $(TB_DIR)/vcluster-path
 # integration tests start real control planes: two at a time fit 2 cores
 TEST_THREADS ?= 2
 
@@ -17,12 +18,13 @@ all: build
 build:
 	$(CARGO) build --release
 
-## testbed: build (once, cached outside the repo) the real control plane, helm, kwok, krew
+## testbed: build (once, cached outside the repo) the real control plane, helm, kwok, krew, vcluster
 testbed:
 	@mkdir -p $(TB_DIR)
 	@bin=$$(testbed/build.sh) && echo "$$bin" > $(BIN_FILE)
+	@vc=$$(testbed/vcluster/build.sh) && echo "$$vc" > $(VCLUSTER_FILE)
 	@cd testbed && CGO_ENABLED=0 go build -o ../$(LAUNCHER) ./cmd/nautes-testbed
-	@echo "test bed: $$(cat $(BIN_FILE))"
+	@echo "test bed: $$(cat $(BIN_FILE)), vcluster: $$(cat $(VCLUSTER_FILE))"
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -32,6 +34,7 @@ lint:
 test: testbed lint
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	INSTA_UPDATE=no NAUTES_TESTBED_BIN=$$(cat $(BIN_FILE)) NAUTES_TESTBED_LAUNCHER=$(CURDIR)/$(LAUNCHER) \
+	  NAUTES_TESTBED_VCLUSTER=$$(cat $(VCLUSTER_FILE)) \
 	  $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 
 test-unit:
@@ -39,7 +42,7 @@ test-unit:
 
 ## testbed-up / testbed-down: four clusters for manual use, kubeconfigs in .testbed/
 testbed-up: testbed
-	@scripts/testbed-up.sh $$(cat $(BIN_FILE)) $(CURDIR)/$(LAUNCHER)
+	@scripts/testbed-up.sh $$(cat $(BIN_FILE)) $(CURDIR)/$(LAUNCHER) $$(cat $(VCLUSTER_FILE))
 
 testbed-down:
 	@scripts/testbed-down.sh $(CURDIR)/$(LAUNCHER)

@@ -600,3 +600,29 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SIMULATED (the fallback a test asks for by name, with
+/// `TestBed::start_simulating_vcluster`): plays the vcluster writing its
+/// kubeconfig Secret vc-<name> (key `config`) in the host, once its namespace
+/// exists. With a real vcluster (the default), the vcluster writes it.
+pub async fn simulate_vcluster_secret(host: &kube::Client, name: &str, kubeconfig: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(host.clone(), name);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("vc-{name}"), "namespace": name},
+        "stringData": {"config": kubeconfig},
+    }))
+    .expect("secret");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while secrets
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "namespace {name} never appeared in the host"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,9 +1,10 @@
 //! The one integration test binary: CLI tests, spec fixtures, and end-to-end
 //! tests against real control planes from the test bed (see testbed.rs).
-//! Nothing here is a mock: kube-apiserver, kube-controller-manager, helm and
-//! kubectl are the real programs. kwok stands in for kubelets (Pods become
-//! Ready without containers), and where a test plays a component's part
-//! (the vcluster writing its kubeconfig Secret) it says so.
+//! Nothing here is a mock: kube-apiserver, kube-controller-manager, helm,
+//! kubectl and the vcluster syncer are the real programs. kwok stands in for
+//! kubelets (Pods become Ready without containers), and where a test plays a
+//! component's part (the vcluster writing its kubeconfig Secret, only when
+//! the test bed is started with `start_simulating_vcluster`) it says so.
 
 mod cli;
 mod faults;

@@ -442,12 +442,14 @@ async fn state_of(mgmt: &kube::Client, name: &str) -> Option<String> {
 /// at varying offsets: whichever wins, a virtual worker is never left
 /// registered on a host that is gone.
 ///
-/// SIMULATED, as in virtual_.rs: the vcluster's control plane cannot run
-/// under kwok, so the test writes Secret vc-<name> (a kubeconfig of a third
-/// test cluster) where the vcluster would.
+/// SIMULATED: the race is between the plugin's register and destroy, five
+/// rounds of them; a real vcluster started and stopped per round would only
+/// slow it down. So the test bed runs no vcluster
+/// (`TestBed::start_simulating_vcluster`) and the test writes Secret
+/// vc-<name> (a kubeconfig of a third test cluster) where the vcluster would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_is_never_destroyed_under_a_virtual_worker_registering_on_it() {
-    let bed = TestBed::start(&["management", "host", "virtual"]);
+    let bed = TestBed::start_simulating_vcluster(&["management", "host", "virtual"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let host = bed.cluster("host").clone();
     let virt = bed.cluster("virtual").clone();

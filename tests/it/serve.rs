@@ -4,9 +4,12 @@
 //! ServiceAccount tokens of the management cluster (TokenRequest) and
 //! authorised by its RBAC.
 //!
-//! SIMULATED, as in virtual_.rs: a vcluster's control plane runs in a Pod,
-//! which kwok does not execute, so this test plays its one visible act,
-//! writing Secret vc-<name> with a kubeconfig for the "virtual" test cluster.
+//! SIMULATED: the tests here that register a virtual worker are about the
+//! server (its API, its replicas), not the vcluster, so they start the test
+//! bed with `TestBed::start_simulating_vcluster` (no vcluster runs) and play
+//! the vcluster's one visible act, writing Secret vc-<name> with a
+//! kubeconfig for the "virtual" test cluster (`simulate_vcluster_secret`).
+//! The real vcluster is tested in virtual_.rs.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,6 +25,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::helpers::simulate_vcluster_secret;
 use crate::testbed::TestBed;
 use crate::{labelled, nautes, write_temp};
 
@@ -306,29 +310,6 @@ fn ip_of(server: &str) -> String {
         .to_string()
 }
 
-/// SIMULATED: the vcluster writing its kubeconfig Secret in the host, once
-/// its namespace exists.
-async fn play_vcluster(host: &kube::Client, name: &str, kubeconfig: &str) {
-    let secrets: Api<Secret> = Api::namespaced(host.clone(), name);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": format!("vc-{name}"), "namespace": name},
-        "stringData": {"config": kubeconfig},
-    }))
-    .expect("secret");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "namespace {name} never appeared in the host"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 async fn lease_held(mgmt: &kube::Client, name: &str) {
     let leases: Api<Lease> = Api::namespaced(mgmt.clone(), "nautes");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -360,7 +341,7 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api() {
-    let bed = TestBed::start(&["management", "worker", "host", "virtual"]);
+    let bed = TestBed::start_simulating_vcluster(&["management", "worker", "host", "virtual"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let (worker, host, virt) = (
         bed.cluster("worker").clone(),
@@ -674,7 +655,7 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("is being changed by"), "{}", run.stderr);
     let virt_kc = read(&virt.kubeconfig);
-    play_vcluster(&hc, "cluster-virtual-demo", &virt_kc).await;
+    simulate_vcluster_secret(&hc, "cluster-virtual-demo", &virt_kc).await;
     // the event stream follows the run to its end
     let ev = http(
         "GET",
@@ -719,7 +700,7 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
             .contains("is being changed by"),
         "{v}"
     );
-    play_vcluster(&hc, "cluster-virtual-demo", &virt_kc).await;
+    simulate_vcluster_secret(&hc, "cluster-virtual-demo", &virt_kc).await;
     let out = cli.wait_with_output().expect("register");
     assert!(
         out.status.success(),
@@ -964,7 +945,7 @@ async fn serve_speaks_tls_only_unless_plain_http_is_asked_and_limits_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_replica() {
-    let bed = TestBed::start(&["management", "host", "virtual"]);
+    let bed = TestBed::start_simulating_vcluster(&["management", "host", "virtual"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let (host, virt) = (bed.cluster("host").clone(), bed.cluster("virtual").clone());
     let mgmt = crate::helpers::client(&mgmt_kc).await;
@@ -1053,7 +1034,7 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
         http("GET", &url, Some(&admin), None).json()["state"],
         "Registering"
     );
-    play_vcluster(
+    simulate_vcluster_secret(
         &hc,
         "ha-virtual",
         &std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig"),

@@ -2,6 +2,12 @@
 //! kube-controller-manager, kube-scheduler, kwok) through the project's Go
 //! launcher, and stops them when dropped. The launcher also cleans up when
 //! this process dies (its stdin closes), so nothing survives a killed test.
+//!
+//! A vcluster release that appears in a test cluster runs for real (the
+//! launcher's --vcluster, from NAUTES_TESTBED_VCLUSTER): its virtual control
+//! plane and the vcluster syncer as processes, its API at
+//! https://127.0.0.1:<node port of its NodePort Service>. A test that plays
+//! the vcluster itself must ask for it: `TestBed::start_simulating_vcluster`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -22,12 +28,48 @@ struct State {
     clusters: BTreeMap<String, TestCluster>,
 }
 
+/// What testbed.json says of a vcluster the launcher runs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Vcluster {
+    pub state: String,
+    #[serde(default)]
+    pub proxy: String,
+    pub node_ports: Vec<u16>,
+    pub syncer_restarts: u32,
+    #[serde(default)]
+    pub secret_seconds: f64,
+    pub pids: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VclusterState {
+    clusters: BTreeMap<String, VclusterCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VclusterCluster {
+    #[serde(default)]
+    vclusters: BTreeMap<String, Vcluster>,
+}
+
+/// How the test bed treats vcluster releases.
+#[derive(Clone, Copy, PartialEq)]
+enum Vclusters {
+    /// Run them if NAUTES_TESTBED_VCLUSTER is set.
+    IfBuilt,
+    /// Run them; NAUTES_TESTBED_VCLUSTER must be set.
+    Required,
+    /// Never: the test writes Secret vc-<name> itself.
+    Simulated,
+}
+
 pub struct TestBed {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     _dir: tempfile::TempDir,
     pub clusters: BTreeMap<String, TestCluster>,
+    json: PathBuf,
 }
 
 /// The directory of the test bed's binaries (kubectl, helm, ...).
@@ -61,13 +103,53 @@ fn launcher() -> PathBuf {
     l
 }
 
+/// The vcluster binary (NAUTES_TESTBED_VCLUSTER), if set.
+fn vcluster_binary(required: bool) -> Option<PathBuf> {
+    let Some(v) = std::env::var_os("NAUTES_TESTBED_VCLUSTER") else {
+        assert!(
+            !required,
+            "NAUTES_TESTBED_VCLUSTER is not set: this test runs a real vcluster. Run it with \
+             `make test`, or `make testbed` and export NAUTES_TESTBED_VCLUSTER=$(cat target/testbed/vcluster-path)"
+        );
+        return None;
+    };
+    let v = PathBuf::from(v);
+    assert!(
+        v.is_file(),
+        "NAUTES_TESTBED_VCLUSTER={} does not exist: run `make testbed`",
+        v.display()
+    );
+    Some(v)
+}
+
 impl TestBed {
-    /// Starts one cluster per name; returns when all are ready.
+    /// Starts one cluster per name; returns when all are ready. vcluster
+    /// releases run for real when NAUTES_TESTBED_VCLUSTER is set.
+    pub fn start(names: &[&str]) -> TestBed {
+        Self::launch(names, Vclusters::IfBuilt)
+    }
+
+    /// As `start`, for a test about vclusters: fails at once without the
+    /// vcluster binary.
+    pub fn start_with_vcluster(names: &[&str]) -> TestBed {
+        Self::launch(names, Vclusters::Required)
+    }
+
+    /// As `start`, but no vcluster ever runs: the test plays the vcluster
+    /// (SIMULATED: it writes Secret vc-<name> with `simulate_vcluster_secret`).
+    pub fn start_simulating_vcluster(names: &[&str]) -> TestBed {
+        Self::launch(names, Vclusters::Simulated)
+    }
+
     // If this panics before returning, the launcher's stdin pipe closes with
     // the panic and the launcher stops and cleans up on its own.
     #[allow(clippy::zombie_processes)]
-    pub fn start(names: &[&str]) -> TestBed {
+    fn launch(names: &[&str], vclusters: Vclusters) -> TestBed {
         let bin = bin_dir();
+        let vcluster = match vclusters {
+            Vclusters::Simulated => None,
+            v => vcluster_binary(v == Vclusters::Required),
+        };
         let dir = tempfile::Builder::new()
             .prefix("nautes-it-")
             .tempdir()
@@ -78,6 +160,8 @@ impl TestBed {
             .arg(&bin)
             .arg("--dir")
             .arg(dir.path())
+            .arg("--vcluster")
+            .arg(vcluster.map_or_else(|| "off".into(), PathBuf::into_os_string))
             .args(names)
             .env_remove("HTTPS_PROXY")
             .env_remove("HTTP_PROXY")
@@ -109,6 +193,7 @@ impl TestBed {
                     stdout,
                     _dir: dir,
                     clusters: state.clusters,
+                    json: PathBuf::from(path),
                 };
             }
         }
@@ -120,7 +205,19 @@ impl TestBed {
             .unwrap_or_else(|| panic!("no test cluster {name}"))
     }
 
-    /// Sends a command to the launcher (stop-apiserver NAME, start-apiserver NAME).
+    /// The vclusters the launcher runs in a cluster now, by "namespace/name".
+    pub fn vclusters(&self, cluster: &str) -> BTreeMap<String, Vcluster> {
+        let text = std::fs::read_to_string(&self.json).expect("read testbed.json");
+        let mut state: VclusterState = serde_json::from_str(&text).expect("parse testbed.json");
+        state
+            .clusters
+            .remove(cluster)
+            .unwrap_or_else(|| panic!("no test cluster {cluster}"))
+            .vclusters
+    }
+
+    /// Sends a command to the launcher (stop-apiserver NAME, start-apiserver
+    /// NAME, stop-vcluster NAME NAMESPACE/RELEASE).
     pub fn command(&mut self, cmd: &str) {
         let stdin = self.stdin.as_mut().expect("launcher stdin");
         writeln!(stdin, "{cmd}").expect("write to launcher");

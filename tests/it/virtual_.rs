@@ -1,39 +1,211 @@
-//! Host clusters and virtual (vcluster) workers, end to end: management,
-//! host and a third test cluster that serves as the virtual cluster's API.
+//! Host clusters and virtual (vcluster) workers, end to end: the management
+//! cluster and a host from the test bed, and real vclusters in the host.
 //!
-//! SIMULATED: a real vcluster runs its control plane inside a Pod, which kwok
-//! does not execute. So this test plays the vcluster's one visible act: once
-//! the vcluster StatefulSet exists in the host, it writes Secret vc-<name>
-//! (key `config`) with a kubeconfig for the "virtual" test cluster. Every
-//! other step is the real plugin against real API servers.
+//! Nothing is simulated here: the plugin installs the vcluster chart (the
+//! project's test chart, tests/charts/vcluster) into the host, and the test
+//! bed's launcher runs, for that release, a virtual control plane and the
+//! unmodified vcluster syncer as processes (testbed/README.md, "vclusters").
+//! The syncer writes Secret vc-<name>, the plugin installs the components
+//! through the vcluster's API at https://127.0.0.1:<https_node_port> (where
+//! the host's NodePort would expose it), and the syncer copies their Pods and
+//! Services into the host namespace, where the host's kwok runs them.
+//! Not real even so: the virtual control plane and its certificates come
+//! from the test bed, not from vcluster, and no container runs.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use kube::Api;
-use kube::api::PostParams;
 use serde_json::json;
 
 use crate::helpers::*;
 use crate::testbed::TestBed;
 
+/// The spec of virtual worker `name` on host `host`, its API at
+/// https://127.0.0.1:<port> (the port is given once, as the port of
+/// api_server: it defaults vcluster.https_node_port).
+fn virtual_spec(name: &str, host: &str, port: u16) -> serde_json::Value {
+    json!({
+        "name": name, "api_server": format!("https://127.0.0.1:{port}"),
+        "cluster_kind": "kubernetes", "cluster_type": "virtual", "usage": "worker",
+        "host_cluster": host, "vcluster": {"https_node_port": port},
+    })
+}
+
+/// Registers host `host` (test cluster "host") with Traefik only.
+fn register_host(bed: &TestBed, mgmt_kc: &Path, host: &str) {
+    let (_h, hpath) = write_temp(
+        "host.json",
+        &physical_spec(host, "host", bed.cluster("host"), json!({})),
+    );
+    nautes(
+        &["register", "-f", hpath.to_str().expect("utf8")],
+        Some(mgmt_kc),
+        None,
+    )
+    .ok();
+}
+
+/// Registers virtual worker `name` on `host`, and returns the time it took.
+fn register_virtual(mgmt_kc: &Path, name: &str, host: &str, port: u16) -> Duration {
+    let (_v, vpath) = write_temp("virtual.json", &virtual_spec(name, host, port).to_string());
+    let began = Instant::now();
+    nautes(
+        &[
+            "register",
+            "-f",
+            vpath.to_str().expect("utf8"),
+            "--timeout",
+            "4m",
+        ],
+        Some(mgmt_kc),
+        None,
+    )
+    .ok();
+    began.elapsed()
+}
+
+/// The kubeconfig the vcluster wrote into Secret vc-<name> of the host, and
+/// a client from it.
+async fn virtual_client(hc: &kube::Client, name: &str) -> (String, kube::Client) {
+    let s = Api::<Secret>::namespaced(hc.clone(), name)
+        .get(&format!("vc-{name}"))
+        .await
+        .expect("Secret vc-<name> (written by the vcluster)");
+    let text = String::from_utf8(
+        s.data
+            .expect("data")
+            .get("config")
+            .expect("key config")
+            .0
+            .clone(),
+    )
+    .expect("utf8");
+    let (_d, path) = write_temp("vc.kubeconfig", &text);
+    (text.clone(), client(&path).await)
+}
+
+/// Waits until the host namespace `name` holds a Pod synced from virtual
+/// namespace `vns` whose virtual name starts with `prefix`: the syncer names
+/// it `<virtual name>-x-<virtual namespace>-x-<vcluster name>`. Returns the
+/// host-side names found.
+async fn synced_pods(hc: &kube::Client, name: &str, vns: &str, prefix: &str) -> Vec<String> {
+    let suffix = format!("-x-{vns}-x-{name}");
+    let pods: Api<Pod> = Api::namespaced(hc.clone(), name);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let names: Vec<String> = pods
+            .list(&Default::default())
+            .await
+            .expect("list host pods")
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        let found: Vec<String> = names
+            .iter()
+            .filter(|n| n.starts_with(prefix) && n.ends_with(&suffix))
+            .cloned()
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Pod {prefix}*{suffix} in host namespace {name}; there: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until Deployment `ns/name` inside a virtual cluster is available:
+/// its Pod ran in the host (kwok) and its status came back through the syncer.
+async fn available(vc: &kube::Client, ns: &str, name: &str) {
+    let api: Api<Deployment> = Api::namespaced(vc.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = api.get(name).await.expect("virtual Deployment");
+        let n = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+        if n >= 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "virtual Deployment {ns}/{name} never became available"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether a process id is alive (not reaped).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until the launcher runs no vcluster in the host any more and every
+/// process it ran for one is gone.
+async fn vclusters_gone(bed: &TestBed, pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = bed.vclusters("host");
+        let running: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() && running.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vcluster processes left: {left:#?}, pids alive: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The pids of the vcluster processes of release `ns/name` in the host.
+fn vcluster_pids(bed: &TestBed, key: &str) -> Vec<u32> {
+    let vcs = bed.vclusters("host");
+    let v = vcs
+        .get(key)
+        .unwrap_or_else(|| panic!("the launcher runs no vcluster {key}: {vcs:#?}"));
+    assert_eq!(v.state, "running", "{v:#?}");
+    // figures for the record (docs: time to the kubeconfig Secret)
+    eprintln!(
+        "vcluster {key}: Secret vc-<name> {:.1}s after the chart's config Secret; syncer restarts: {}",
+        v.secret_seconds, v.syncer_restarts
+    );
+    for p in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "vcluster",
+    ] {
+        assert!(
+            v.pids.get(p).copied().unwrap_or(0) > 0,
+            "{p} not running: {v:#?}"
+        );
+    }
+    v.pids.values().copied().filter(|p| *p > 0).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
-    let bed = TestBed::start(&["management", "host", "virtual"]);
+    let bed = TestBed::start_with_vcluster(&["management", "host"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let host = bed.cluster("host").clone();
-    let virt = bed.cluster("virtual").clone();
-    let (mgmt, hc, vc) = (
-        client(&mgmt_kc).await,
-        client(&host.kubeconfig).await,
-        client(&virt.kubeconfig).await,
+    let (mgmt, hc) = (client(&mgmt_kc).await, client(&host.kubeconfig).await);
+    let (_v, vpath) = write_temp(
+        "virtual.json",
+        &virtual_spec("vdemo", "hdemo", 31443).to_string(),
     );
-    let vspec = json!({
-        "name": "vdemo", "api_server": virt.server, "cluster_kind": "kubernetes",
-        "cluster_type": "virtual", "usage": "worker", "hostCluster": "hdemo",
-        "vcluster": {"httpsNodePort": "31443"},
-    });
-    let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
     let vp = vpath.to_str().expect("utf8");
 
     // a virtual worker whose host is not registered fails before any write
@@ -54,16 +226,7 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
     );
 
     // the host: Traefik only, registered with usage host
-    let (_h, hpath) = write_temp(
-        "host.json",
-        &physical_spec("hdemo", "host", &host, json!({})),
-    );
-    nautes(
-        &["register", "-f", hpath.to_str().expect("utf8")],
-        Some(&mgmt_kc),
-        None,
-    )
-    .ok();
+    register_host(&bed, &mgmt_kc, "hdemo");
     let traefik = Api::<Service>::namespaced(hc.clone(), "traefik")
         .get("traefik")
         .await
@@ -99,48 +262,19 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
         Some("host")
     );
 
-    // the virtual worker: register runs while this test plays the vcluster
-    let child = command(
-        &["register", "-f", vp, "-o", "json", "--timeout", "3m"],
+    // the virtual worker: the plugin installs the vcluster in the host, the
+    // vcluster writes Secret vc-vdemo, the plugin goes on through its API
+    let run = nautes(
+        &["register", "-f", vp, "-o", "json", "--timeout", "4m"],
         Some(&mgmt_kc),
-        &[],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn register");
-    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(hc.clone(), "vdemo");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if sts
-            .list(&Default::default())
-            .await
-            .map(|l| !l.items.is_empty())
-            .unwrap_or(false)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the vcluster StatefulSet never appeared in the host"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let kubeconfig = std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "vc-vdemo", "namespace": "vdemo"},
-        "stringData": {"config": kubeconfig},
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(hc.clone(), "vdemo")
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("write vc-vdemo");
-    let out = child.wait_with_output().expect("register");
+        None,
+    );
+    run.ok();
+    let pids = vcluster_pids(&bed, "vdemo/vdemo");
+    let (kubeconfig, vc) = virtual_client(&hc, "vdemo").await;
     assert!(
-        out.status.success(),
-        "register of the virtual worker failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        kubeconfig.contains("server: https://127.0.0.1:31443"),
+        "the vcluster's kubeconfig should point at exportKubeConfig.server (api_server)"
     );
 
     // inside the virtual cluster: the worker components, no gateway
@@ -161,11 +295,38 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
             "{component}"
         );
     }
+    // a virtual worker gets no Traefik: what of Traefik it sees is the
+    // host's IngressClass, which the plugin's values have the vcluster sync
+    // from the host (sync.fromHost.ingressClasses)
+    let traefik = labelled(&vc, "nautes.io/component=traefik").await;
+    assert_eq!(
+        traefik,
+        vec!["IngressClass /traefik".to_string()],
+        "a virtual worker gets no Traefik, only the host's IngressClass"
+    );
     assert!(
-        labelled(&vc, "nautes.io/component=traefik")
+        labelled(&vc, "nautes.io/cluster=vdemo,nautes.io/component=traefik")
             .await
-            .is_empty(),
-        "a virtual worker gets no Traefik"
+            .is_empty()
+    );
+    // ... whose workloads run in the host namespace, under their synced names
+    available(&vc, "argocd", "argocd-server").await;
+    let pods = synced_pods(&hc, "vdemo", "argocd", "argocd-server-").await;
+    assert!(!pods.is_empty());
+    Api::<Service>::namespaced(hc.clone(), "vdemo")
+        .get("argocd-server-x-argocd-x-vdemo")
+        .await
+        .expect("the virtual Service argocd/argocd-server synced to the host");
+    // the virtual cluster has no Traefik of its own; nothing of it is
+    // synced to the host's traefik namespace either
+    assert!(
+        Api::<Pod>::namespaced(hc.clone(), "traefik")
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .all(|p| !p.metadata.name.as_deref().unwrap_or("").contains("-x-")),
     );
     // in the host: the vcluster and its NodePort Service
     let svc = Api::<Service>::namespaced(hc.clone(), "vdemo")
@@ -192,7 +353,7 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
             .clone(),
     )
     .expect("utf8");
-    assert_eq!(server, virt.server);
+    assert_eq!(server, "https://127.0.0.1:31443");
     let tokens = Api::<Secret>::namespaced(vc.clone(), "nautes-system")
         .list(&Default::default())
         .await
@@ -220,13 +381,21 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
         "a refused destroy deleted something"
     );
 
-    // destroy in order: the virtual worker, then the host
-    nautes(&["destroy", "vdemo"], Some(&mgmt_kc), None).ok();
+    // destroy in order: the virtual worker (inside, then its vcluster in the
+    // host), then the host
+    let run = nautes(&["destroy", "vdemo", "-v"], Some(&mgmt_kc), None);
+    run.ok();
+    assert!(
+        !run.stderr.contains("unreachable"),
+        "the virtual side should have been cleaned through its API:\n{}",
+        run.stderr
+    );
+    vclusters_gone(&bed, &pids).await;
     nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut left = Vec::new();
-        for (what, c) in [("management", &mgmt), ("host", &hc), ("virtual", &vc)] {
+        for (what, c) in [("management", &mgmt), ("host", &hc)] {
             for l in labelled(c, "app.kubernetes.io/managed-by=kubectl-nautes").await {
                 left.push(format!("{what}: {l}"));
             }
@@ -239,7 +408,7 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "left behind: {left:#?} (host namespace vdemo: {})",
             vns.is_some()
         );
@@ -247,80 +416,119 @@ async fn host_then_virtual_worker_then_destroy_in_order_leaves_nothing() {
     }
 }
 
-/// Registers host "hdemo" and virtual worker "vdemo" (playing the vcluster's
-/// part as described at the top of this file).
-async fn register_host_and_virtual(bed: &TestBed, mgmt_kc: &std::path::Path) {
-    let host = bed.cluster("host").clone();
-    let virt = bed.cluster("virtual").clone();
-    let hc = client(&host.kubeconfig).await;
-    let (_h, hpath) = write_temp(
-        "host.json",
-        &physical_spec("hdemo", "host", &host, json!({})),
+/// Two virtual workers on one host at once: each gets a vcluster of its own (its own processes, address and node
+/// port), each one's workloads are synced into its own host namespace only,
+/// and destroying one leaves the other working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_virtual_workers_on_one_host_at_once() {
+    let bed = TestBed::start_with_vcluster(&["management", "host"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let hc = client(&bed.cluster("host").kubeconfig).await;
+    register_host(&bed, &mgmt_kc, "htwo");
+    // one after the other: a register holds its host's lock (Lease
+    // lock-<host>), so a second one on the same host is refused meanwhile
+    let ta = register_virtual(&mgmt_kc, "vone", "htwo", 31450);
+    let tb = register_virtual(&mgmt_kc, "vtwo", "htwo", 31451);
+    eprintln!(
+        "registered vone in {:.1}s, vtwo in {:.1}s",
+        ta.as_secs_f64(),
+        tb.as_secs_f64()
     );
-    nautes(
-        &["register", "-f", hpath.to_str().expect("utf8")],
-        Some(mgmt_kc),
-        None,
-    )
-    .ok();
-    let vspec = json!({
-        "name": "vdemo", "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
-        "host_cluster": "hdemo", "vcluster": {"https_node_port": 31444},
-    });
-    let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
-    let child = command(
-        &[
-            "register",
-            "-f",
-            vpath.to_str().expect("utf8"),
-            "--timeout",
-            "3m",
-        ],
-        Some(mgmt_kc),
-        &[],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn register");
-    // SIMULATED: the vcluster writing its kubeconfig Secret
-    let secrets: Api<Secret> = Api::namespaced(hc.clone(), "vdemo");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "vc-vdemo", "namespace": "vdemo"},
-        "stringData": {"config": std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig")},
-    }))
-    .expect("secret");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while secrets
-        .create(&PostParams::default(), &secret)
+    let vcs = bed.vclusters("host");
+    let (one, two) = (&vcs["vone/vone"], &vcs["vtwo/vtwo"]);
+    assert_ne!(one.proxy, two.proxy, "two syncers on one address");
+    assert_eq!(
+        (one.node_ports.as_slice(), two.node_ports.as_slice()),
+        (&[31450][..], &[31451][..])
+    );
+    let pids_one = vcluster_pids(&bed, "vone/vone");
+    let pids_two = vcluster_pids(&bed, "vtwo/vtwo");
+
+    let (kc_one, vc_one) = virtual_client(&hc, "vone").await;
+    let (kc_two, vc_two) = virtual_client(&hc, "vtwo").await;
+    assert!(kc_one.contains("https://127.0.0.1:31450"));
+    assert!(kc_two.contains("https://127.0.0.1:31451"));
+    // two clusters, not one seen twice: a namespace made in one is not in the other
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "only-in-one"}})).expect("ns");
+    Api::<Namespace>::all(vc_one.clone())
+        .create(&Default::default(), &ns)
         .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "namespace vdemo never appeared in the host"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let out = child.wait_with_output().expect("register");
+        .expect("create namespace in vone");
     assert!(
-        out.status.success(),
-        "register of the virtual worker failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        Api::<Namespace>::all(vc_two.clone())
+            .get_opt("only-in-one")
+            .await
+            .expect("get")
+            .is_none()
     );
+    for (name, vc) in [("vone", &vc_one), ("vtwo", &vc_two)] {
+        available(vc, "argocd", "argocd-server").await;
+        synced_pods(&hc, name, "argocd", "argocd-server-").await;
+    }
+    // each host namespace holds only its own vcluster's workloads
+    for (name, other) in [("vone", "vtwo"), ("vtwo", "vone")] {
+        let pods = Api::<Pod>::namespaced(hc.clone(), name)
+            .list(&Default::default())
+            .await
+            .expect("list");
+        assert!(
+            pods.items
+                .iter()
+                .filter_map(|p| p.metadata.name.as_deref())
+                .all(|n| !n.ends_with(&format!("-x-{other}"))),
+            "host namespace {name} holds Pods of {other}"
+        );
+    }
+
+    // one goes; the other still answers and keeps its processes
+    nautes(&["destroy", "vone"], Some(&mgmt_kc), None).ok();
+    vclusters_gone_one(&bed, "vone/vone", &pids_one).await;
+    assert!(pids_two.iter().all(|p| alive(*p)), "vtwo lost a process");
+    Api::<Deployment>::namespaced(vc_two.clone(), "argocd")
+        .get("argocd-server")
+        .await
+        .expect("vtwo still answers");
+    nautes(&["destroy", "vtwo"], Some(&mgmt_kc), None).ok();
+    let all: Vec<u32> = pids_one.iter().chain(&pids_two).copied().collect();
+    vclusters_gone(&bed, &all).await;
+    nautes(&["destroy", "htwo"], Some(&mgmt_kc), None).ok();
+}
+
+/// Waits until the launcher no longer runs vcluster `key` and its processes
+/// are gone.
+async fn vclusters_gone_one(bed: &TestBed, key: &str, pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = bed.vclusters("host");
+        let running: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if !left.contains_key(key) && running.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vcluster {key} left: {:#?}, pids alive: {running:?}",
+            left.get(key)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forgets_it() {
-    let mut bed = TestBed::start(&["management", "host", "virtual"]);
+    let mut bed = TestBed::start_with_vcluster(&["management", "host"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let (mgmt, hc) = (
         client(&mgmt_kc).await,
         client(&bed.cluster("host").kubeconfig).await,
     );
-    register_host_and_virtual(&bed, &mgmt_kc).await;
-    // the virtual cluster's API goes away
-    bed.command("stop-apiserver virtual");
+    register_host(&bed, &mgmt_kc, "hdemo");
+    register_virtual(&mgmt_kc, "vdemo", "hdemo", 31444);
+    let pids = vcluster_pids(&bed, "vdemo/vdemo");
+    // the virtual cluster's API goes away: the launcher stops the vcluster's
+    // processes (and does not restart them) while its release stays
+    bed.command("stop-vcluster host vdemo/vdemo");
+    assert!(pids.iter().all(|p| !alive(*p)));
     let run = nautes(
         &["destroy", "vdemo", "--timeout", "2m"],
         Some(&mgmt_kc),
@@ -332,7 +540,7 @@ async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forge
         "destroy should say the virtual cluster is unreachable:\n{}",
         run.stderr
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let left = labelled(&hc, "nautes.io/cluster=vdemo").await;
         let ns = Api::<Namespace>::all(hc.clone())
@@ -343,7 +551,7 @@ async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forge
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "host side left behind: {left:#?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -352,6 +560,8 @@ async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forge
         labelled(&mgmt, "nautes.io/cluster=vdemo").await.is_empty(),
         "the management cluster still knows vdemo"
     );
+    // the release went with the host namespace: the launcher forgot it
+    vclusters_gone(&bed, &pids).await;
     // with its virtual cluster gone, the host can go too
     nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
     assert!(
@@ -369,18 +579,15 @@ async fn destroying_a_virtual_worker_whose_api_is_gone_cleans_the_host_and_forge
 /// warning naming what may be left on the host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserved_host_namespaces_and_a_virtual_worker_whose_host_is_gone() {
-    let mut bed = TestBed::start(&["management", "host", "virtual"]);
+    let mut bed = TestBed::start_with_vcluster(&["management", "host"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let host = bed.cluster("host").clone();
-    let virt = bed.cluster("virtual").clone();
     let (mgmt, hc) = (client(&mgmt_kc).await, client(&host.kubeconfig).await);
-    register_host_and_virtual(&bed, &mgmt_kc).await;
+    register_host(&bed, &mgmt_kc, "hdemo");
+    register_virtual(&mgmt_kc, "vdemo", "hdemo", 31447);
 
     // a virtual worker named after the host's Traefik namespace
-    let vspec = json!({
-        "name": "traefik", "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
-        "host_cluster": "hdemo", "vcluster": {"https_node_port": 31445},
-    });
+    let vspec = virtual_spec("traefik", "hdemo", 31445);
     let (_t, tpath) = write_temp("traefik.json", &vspec.to_string());
     let run = nautes(
         &["register", "-f", tpath.to_str().expect("utf8")],

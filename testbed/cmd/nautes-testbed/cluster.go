@@ -20,7 +20,10 @@ import (
 )
 
 const (
-	serviceCIDR = "10.0.0.0/24"
+	// A /16: a vcluster copies its host's Service IPs into its virtual
+	// cluster, whose API server uses this range too; in a /24 the IP of its
+	// CoreDNS Service collides with a copied one now and then.
+	serviceCIDR = "10.0.0.0/16"
 	serviceIP   = "10.0.0.1"
 	podCIDR     = "10.244.0.0/16"
 	nodeIP      = "10.240.0.10"
@@ -45,6 +48,8 @@ type cluster struct {
 	etcd, apiserver, controller, scheduler, kwok *proc
 
 	readyAfter time.Duration
+
+	vcs *vcManager // nil when vclusters are not run
 }
 
 func (c *cluster) server() string { return "https://127.0.0.1:" + strconv.Itoa(c.apiPort) }

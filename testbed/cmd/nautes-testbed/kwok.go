@@ -24,6 +24,10 @@ package main
 //     code 0, so Jobs complete.
 //   - nautes-pod-gone: a Pod being deleted is removed at once, as a kubelet
 //     does after its containers stopped.
+//   - nautes-pod-ready-again: a Running Pod whose Ready condition is not True
+//     gets its conditions back. kwok sets them once, but a vcluster syncer
+//     copies Pod conditions both ways and can erase them (its virtual Pod
+//     had none yet); a kubelet would report them again.
 //
 // The functions in the templates (Now, Quote, NodeConditions, NodeIP,
 // NodeIPsWith, PodIPsWith) are kwok's template functions.
@@ -246,4 +250,37 @@ spec:
       operator: Exists
   next:
     delete: true
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: nautes-pod-ready-again
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: .metadata.deletionTimestamp
+      operator: DoesNotExist
+    - key: .status.phase
+      operator: In
+      values: [Running]
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: NotIn
+      values: ['True']
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      {{ range (list "PodScheduled" "Initialized" "ContainersReady" "Ready") }}
+      - type: {{ . }}
+        status: "True"
+        lastTransitionTime: {{ $now | Quote }}
+      {{ end }}
+      {{ range .spec.readinessGates }}
+      - type: {{ .conditionType | Quote }}
+        status: "True"
+        lastTransitionTime: {{ $now | Quote }}
+      {{ end }}
 `

@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,8 @@ func main() {
 		os.Exit(runUp(os.Args[2:]))
 	case "down":
 		os.Exit(runDown(os.Args[2:]))
+	case "mountns-exec": // internal: how the launcher starts a vcluster syncer
+		os.Exit(runMountnsExec(os.Args[2:]))
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usageText)
 	default:
@@ -101,8 +104,13 @@ type launcher struct {
 	byName     map[string]*cluster
 	jsonPath   string
 	pidPath    string
+	// vcluster is the vcluster binary ("" when vclusters are not run) and
+	// vclusterConfig the vcluster-config helper next to it.
+	vcluster, vclusterConfig string
 
 	stdoutMu sync.Mutex
+	jsonMu   sync.Mutex
+	lastJSON []byte
 }
 
 // reply writes one line on stdout. A closed stdout is not an error worth
@@ -122,6 +130,7 @@ func runUp(args []string) int {
 	wait := fs.String("wait", "stdin", "what ends the run: stdin (EOF on stdin) or signal (SIGTERM/SIGINT only)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long starting the clusters may take")
 	keep := fs.Bool("keep", false, "keep the data directories and logs at exit (processes are still stopped)")
+	vcluster := fs.String("vcluster", os.Getenv("NAUTES_TESTBED_VCLUSTER"), "the vcluster binary (what testbed/vcluster/build.sh prints; default $NAUTES_TESTBED_VCLUSTER), run for every vcluster release in a cluster; \"off\" or empty: none is run")
 	names, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -156,6 +165,18 @@ func runUp(args []string) int {
 	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
 		if st, err := os.Stat(filepath.Join(l.bin, b)); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 			return fail("%s has no executable %s (build it with testbed/build.sh)", l.bin, b)
+		}
+	}
+
+	if *vcluster != "" && *vcluster != "off" {
+		if l.vcluster, err = filepath.Abs(*vcluster); err != nil {
+			return fail("%v", err)
+		}
+		l.vclusterConfig = filepath.Join(filepath.Dir(l.vcluster), "vcluster-config")
+		for _, b := range []string{l.vcluster, l.vclusterConfig} {
+			if st, err := os.Stat(b); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+				return fail("--vcluster: %s is not an executable (build it with testbed/vcluster/build.sh)", b)
+			}
 		}
 	}
 
@@ -277,6 +298,14 @@ func runUp(args []string) int {
 	}
 	logf("ready after %.1fs (%s)", time.Since(began).Seconds(), strings.Join(times, ", "))
 	reportExits.Store(true)
+	if l.vcluster != "" {
+		for _, c := range l.clusters {
+			c.vcs = &vcManager{host: c, bin: l.vcluster, configTool: l.vclusterConfig, vcs: map[string]*virtualCluster{}}
+			go c.vcs.run(ctx)
+		}
+	} else {
+		logf("vclusters are not run (no --vcluster): a vcluster release stays a StatefulSet whose Pod kwok fakes")
+	}
 	l.reply("READY %s", l.jsonPath)
 
 	for {
@@ -297,8 +326,12 @@ func (l *launcher) command(ctx context.Context, line string) {
 		return
 	}
 	cmdName := fields[0]
+	if cmdName == "stop-vcluster" {
+		l.stopVcluster(fields[1:])
+		return
+	}
 	if cmdName != "stop-apiserver" && cmdName != "start-apiserver" {
-		l.reply("ERR unknown command %q (known: stop-apiserver NAME, start-apiserver NAME)", cmdName)
+		l.reply("ERR unknown command %q (known: stop-apiserver NAME, start-apiserver NAME, stop-vcluster NAME NAMESPACE/RELEASE)", cmdName)
 		return
 	}
 	if len(fields) != 2 {
@@ -328,9 +361,31 @@ func (l *launcher) command(ctx context.Context, line string) {
 		l.reply("ERR %s", strings.ReplaceAll(err.Error(), "\n", " "))
 		return
 	}
-	if err := l.writeTestbedJSON(); err != nil { // the pids changed
-		logf("%v", err)
+	l.updateJSON() // the pids changed
+	l.reply("OK")
+}
+
+// stopVcluster runs "stop-vcluster NAME NAMESPACE/RELEASE": stops the
+// processes of that vcluster (its API goes away) while its release stays.
+func (l *launcher) stopVcluster(args []string) {
+	if len(args) != 2 {
+		l.reply("ERR usage: stop-vcluster NAME NAMESPACE/RELEASE")
+		return
 	}
+	c := l.byName[args[0]]
+	if c == nil {
+		l.reply("ERR no cluster named %q", args[0])
+		return
+	}
+	if c.vcs == nil {
+		l.reply("ERR vclusters are not run (no --vcluster)")
+		return
+	}
+	if err := c.vcs.stopOne(args[1]); err != nil {
+		l.reply("ERR %v", err)
+		return
+	}
+	l.updateJSON()
 	l.reply("OK")
 }
 
@@ -344,6 +399,8 @@ type clusterInfo struct {
 	Node                 string         `json:"node"`
 	ReadySeconds         float64        `json:"ready_seconds"`
 	Pids                 map[string]int `json:"pids"`
+	// The vclusters run for the releases in this cluster, by "namespace/name".
+	Vclusters map[string]vclusterInfo `json:"vclusters"`
 }
 
 type testbedInfo struct {
@@ -351,7 +408,17 @@ type testbedInfo struct {
 	Clusters    map[string]clusterInfo `json:"clusters"`
 }
 
+// updateJSON rewrites testbed.json when its content changed, reporting a
+// failure on stderr.
+func (l *launcher) updateJSON() {
+	if err := l.writeTestbedJSON(); err != nil {
+		logf("%v", err)
+	}
+}
+
 func (l *launcher) writeTestbedJSON() error {
+	l.jsonMu.Lock()
+	defer l.jsonMu.Unlock()
 	info := testbedInfo{LauncherPid: os.Getpid(), Clusters: map[string]clusterInfo{}}
 	for _, c := range l.clusters {
 		pids := map[string]int{}
@@ -368,19 +435,35 @@ func (l *launcher) writeTestbedJSON() error {
 			Node:                 nodeName,
 			ReadySeconds:         float64(c.readyAfter.Milliseconds()) / 1000,
 			Pids:                 pids,
+			Vclusters:            c.vcs.info(),
 		}
 	}
 	data, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(l.jsonPath, append(data, '\n'), 0o644)
+	if bytes.Equal(data, l.lastJSON) {
+		return nil
+	}
+	if err := writeFileAtomic(l.jsonPath, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	l.lastJSON = data
+	return nil
 }
 
 // cleanup stops every process and removes every file the run created.
 func (l *launcher) cleanup() {
 	// The API servers shut down gracefully in about a second while their etcd
 	// runs, but hang until killed without it: etcd goes last.
+	// The vclusters first: their syncers talk to their hosts.
+	var wg sync.WaitGroup
+	for _, c := range l.clusters {
+		if c.vcs != nil {
+			wg.Go(c.vcs.stopAll)
+		}
+	}
+	wg.Wait()
 	var procs, etcds []*proc
 	for _, c := range l.clusters {
 		for _, p := range c.procs() {

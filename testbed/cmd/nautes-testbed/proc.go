@@ -22,6 +22,13 @@ type proc struct {
 	path    string
 	args    []string
 	logPath string
+	// env is added to the launcher's environment (a later entry wins).
+	env []string
+	// newMountNS starts the process in a mount namespace of its own.
+	newMountNS bool
+	// onExit, when set, is called (in its own goroutine) after an exit the
+	// launcher did not cause, instead of reporting it.
+	onExit func(err error)
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -83,10 +90,13 @@ func (p *proc) start() error {
 	defer logFile.Close() // the child has its own copy
 	fmt.Fprintf(logFile, "=== nautes-testbed %s: %s %s\n", time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
 	cmd := exec.Command(p.path, p.args...)
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), p.env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if p.newMountNS {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
 	reply := make(chan error)
 	spawnCh <- spawnRequest{cmd, reply}
 	if err := <-reply; err != nil {
@@ -101,7 +111,9 @@ func (p *proc) start() error {
 		expected := p.expected
 		p.mu.Unlock()
 		close(done)
-		if !expected && reportExits.Load() {
+		if !expected && p.onExit != nil {
+			p.onExit(err)
+		} else if !expected && reportExits.Load() {
 			logf("%s/%s (pid %d) exited unexpectedly (%s); log: %s", p.cluster, p.name, cmd.Process.Pid, exitError(err), p.logPath)
 		}
 	}()
