@@ -14,20 +14,18 @@ package main
 //   - nautes-pod-running: a scheduled Pending Pod becomes Running and Ready with
 //     every container running, init containers terminated (sidecars running),
 //     a host IP and a pod IP.
-//   - nautes-pod-ready-again: a Running Pod whose containers are ready but
-//     whose Ready condition is not True is Ready again, as a kubelet's status
-//     manager would report it. The node lifecycle controller sets Ready to
-//     False on every Pod of a Node it saw not ready, which happens after an
-//     API server outage (the Node's Lease was not renewed meanwhile); without
-//     this stage those Pods would stay unready for good.
 //   - nautes-pod-succeeded: a Running Pod owned by a Job terminates with exit
 //     code 0, so Jobs complete.
 //   - nautes-pod-gone: a Pod being deleted is removed at once, as a kubelet
 //     does after its containers stopped.
 //   - nautes-pod-ready-again: a Running Pod whose Ready condition is not True
-//     gets its conditions back. kwok sets them once, but a vcluster syncer
+//     gets its conditions back, as a kubelet's status manager would report
+//     them again. kwok sets them once, but they get lost: a vcluster syncer
 //     copies Pod conditions both ways and can erase them (its virtual Pod
-//     had none yet); a kubelet would report them again.
+//     had none yet), and the node lifecycle controller sets Ready to False
+//     on every Pod of a Node it saw not ready, which happens after an API
+//     server outage (the Node's Lease was not renewed meanwhile); without
+//     this stage those Pods would stay unready for good.
 //
 // The functions in the templates (Now, Quote, NodeConditions, NodeIP,
 // NodeIPsWith, PodIPsWith) are kwok's template functions.
@@ -154,42 +152,6 @@ spec:
       {{ range . }}
       - ip: {{ . | Quote }}
       {{ end }}
-      {{ end }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: nautes-pod-ready-again
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: .metadata.deletionTimestamp
-      operator: DoesNotExist
-    - key: .status.phase
-      operator: In
-      values: [Running]
-    - key: '.status.conditions.[] | select( .type == "ContainersReady" ) | .status'
-      operator: In
-      values: ['True']
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: NotIn
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      {{ range (list "PodScheduled" "Initialized" "ContainersReady" "Ready") }}
-      - type: {{ . }}
-        status: "True"
-        lastTransitionTime: {{ $now | Quote }}
-      {{ end }}
-      {{ range .spec.readinessGates }}
-      - type: {{ .conditionType | Quote }}
-        status: "True"
-        lastTransitionTime: {{ $now | Quote }}
       {{ end }}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
