@@ -394,6 +394,8 @@ async fn render_checked_stage(
     }
     for r in rendered {
         let (c, objects) = r?;
+        // test hooks are never applied; bad hook annotations stop here
+        let objects = crate::pipeline::hooks::without_tests(c, objects)?;
         for mut o in objects {
             if o["kind"] == "Namespace" {
                 // charts should not create namespaces; the plugin does
