@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! render ─▶ Rendered ─plan─▶ Planned (the inventory difference)
-//!   install: ─▶ Run: record the inventory ─▶ bootstrap the credential ─▶
-//!            apply CRDs ─▶ apply Namespaces, cluster-scoped, namespaced ─▶
-//!            wait for the workloads ─▶ apply admission objects ─▶ prune ─▶
-//!            save the inventory ─▶ StageReport
+//!   install: ─▶ take the Helm hooks out (hooks.rs) ─▶ Run: record the
+//!            inventory ─▶ bootstrap the credential ─▶ apply CRDs ─▶ apply
+//!            Namespaces ─▶ pre-install/pre-upgrade hooks ─▶ cluster-scoped,
+//!            namespaced ─▶ wait for the workloads ─▶ apply admission
+//!            objects ─▶ post-install/post-upgrade hooks ─▶ prune ─▶ save the
+//!            inventory and the hooks' record ─▶ StageReport
 //!   preview: ─▶ server dry run of the same objects ─▶ StageReport
 //! ```
 //!
