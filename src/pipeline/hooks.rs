@@ -1084,6 +1084,32 @@ mod tests {
     }
 
     #[test]
+    fn a_release_is_installed_upgraded_or_left_alone_by_its_hash() {
+        let hooks = StageHooks {
+            hooks: Vec::new(),
+            components: vec!["a".into(), "b".into(), "c".into()],
+            releases: BTreeMap::from([
+                ("a".to_string(), "h1".to_string()),
+                ("b".to_string(), "h2".to_string()),
+                ("c".to_string(), "h3".to_string()),
+            ]),
+            old: Record {
+                releases: BTreeMap::from([
+                    ("a".to_string(), "h1".to_string()),
+                    ("b".to_string(), "old".to_string()),
+                ]),
+                delete: Vec::new(),
+            },
+            target: "host".into(),
+            applied: Vec::new(),
+            ran: 0,
+        };
+        assert_eq!(hooks.release("a"), Release::Unchanged);
+        assert_eq!(hooks.release("b"), Release::Upgrade);
+        assert_eq!(hooks.release("c"), Release::Install);
+    }
+
+    #[test]
     fn a_hook_pod_is_done_when_it_succeeded() {
         assert_eq!(
             pod_state(Some(&json!({"status": {"phase": "Succeeded"}}))),
