@@ -304,6 +304,8 @@ pub async fn helm_template(
             ),
         ));
     }
+    // helm leaves out, with only a log line, an object naming an unknown hook
+    crate::pipeline::hooks::unknown_hooks_in_helm_log(c, &String::from_utf8_lossy(&out.stderr))?;
     String::from_utf8(out.stdout)
         .map_err(|_| Error::internal(format!("helm template of {} printed invalid UTF-8", c.name)))
 }

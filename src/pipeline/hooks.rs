@@ -273,6 +273,31 @@ pub fn without_tests(c: &Component, objects: Vec<Value>) -> Result<Vec<Value>> {
     }
 }
 
+/// `helm template` itself leaves out an object whose `helm.sh/hook` names a
+/// hook it does not know, saying so only in a log line on stderr
+/// ("skipping unknown hook(s)") that does not name the object. That line
+/// becomes an error naming the chart, the annotation and its value.
+pub fn unknown_hooks_in_helm_log(c: &Component, stderr: &str) -> Result<()> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.to_ascii_lowercase().contains("skipping unknown hook"))
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{}: annotation {HOOK} of an object names a hook that is not one of {}; helm template leaves such an object out and names only the annotation's value (look for it in the chart's templates), nothing was applied:\n  {}",
+        chart_of(c),
+        EVENTS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
+        lines.join("\n  ")
+    )))
+}
+
 /// The order of kinds among hooks of equal weight: what others use first.
 fn kind_rank(kind: &str) -> u8 {
     match kind {
@@ -563,7 +588,7 @@ impl StageHooks {
 
     /// Records the releases' hashes and the delete hooks in the parent,
     /// when they differ from what it holds.
-    pub async fn save(&self, cluster: &Cluster, set: &ApplySet) -> Result<()> {
+    pub async fn save(&self, cluster: &Cluster, set: &ApplySet, progress: &Progress) -> Result<()> {
         let now = Record {
             releases: self.releases.clone(),
             delete: self
@@ -581,6 +606,24 @@ impl StageHooks {
         if now == self.old {
             return Ok(());
         }
+        let changed: Vec<&str> = now
+            .releases
+            .iter()
+            .filter(|(c, h)| self.old.releases.get(*c) != Some(*h))
+            .map(|(c, _)| c.as_str())
+            .collect();
+        progress.debug(
+            &format!("hooks {}", self.target),
+            format!(
+                "record of the releases written (changed: {}; delete hooks: {})",
+                if changed.is_empty() {
+                    "none".to_string()
+                } else {
+                    changed.join(", ")
+                },
+                now.delete.len()
+            ),
+        );
         now.save(cluster, set).await
     }
 
@@ -1048,6 +1091,26 @@ mod tests {
             e.message
         );
         assert_eq!(e.code, crate::error::ExitCode::Invalid);
+    }
+
+    #[test]
+    fn an_object_helm_left_out_for_an_unknown_hook_is_an_error() {
+        let c = component();
+        assert!(unknown_hooks_in_helm_log(&c, "").is_ok());
+        assert!(unknown_hooks_in_helm_log(&c, "walk.go:75: found symbolic link\n").is_ok());
+        let e = unknown_hooks_in_helm_log(
+            &c,
+            "level=INFO msg=\"skipping unknown hooks\" hookTypes=post-install,post-instal\n",
+        )
+        .expect_err("an error");
+        assert_eq!(e.code, crate::error::ExitCode::Invalid);
+        assert!(
+            e.message.starts_with(
+                "chart traefik 41.3.0 (component traefik): annotation helm.sh/hook of an object names a hook that is not one of pre-install,"
+            ) && e.message.contains("hookTypes=post-install,post-instal"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub async fn install(
     run.report_components();
     run.prune().await?;
     run.save_inventory().await?;
-    hooks.save(cluster, set).await?;
+    hooks.save(cluster, set, progress).await?;
     let mut report = run.report();
     hooks.report(&mut report, progress);
     Ok(report)

@@ -86,6 +86,20 @@ fn events(seen: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
     seen.lock().map(|s| s.clone()).unwrap_or_default()
 }
 
+/// The Job events once there are at least `n` (a watch delivers them a
+/// little after the command that caused them has exited). The limit only
+/// keeps a broken run from hanging; nothing is asserted about the time.
+async fn events_at_least(seen: &Arc<Mutex<Vec<String>>>, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ev = events(seen);
+        if ev.len() >= n || std::time::Instant::now() >= deadline {
+            return ev;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The progress lines of a run (`--progress json`): "step: message".
 fn progress(stderr: &str) -> Vec<String> {
     stderr
@@ -218,7 +232,7 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
     }
     // the API server saw the Jobs created in that order, and the
     // hook-succeeded Job deleted
-    let ev = events(&seen);
+    let ev = events_at_least(&seen, 4).await;
     assert_eq!(
         ev,
         [
@@ -289,7 +303,11 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
 
     // 2. nothing changed: no hook runs, everything is unchanged, nothing
     // is written (the Jobs are the same objects)
-    let parent_rv = |cms: Vec<ConfigMap>| -> Vec<String> {
+    // the hooks' record in the ApplySet parent: its text, and when its
+    // field manager last wrote it (a server-side apply that changes nothing
+    // leaves that time alone). The inventory's own record (applied.json)
+    // is not looked at: it follows resourceVersions that controllers bump.
+    let record = |cms: Vec<ConfigMap>| -> Vec<(String, String)> {
         cms.into_iter()
             .filter(|c| {
                 c.metadata
@@ -297,12 +315,38 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
                     .as_deref()
                     .is_some_and(|n| n.starts_with(&format!("nautes-applyset-{name}-")))
             })
-            .map(|c| c.metadata.resource_version.unwrap_or_default())
+            .map(|c| {
+                let written = c
+                    .metadata
+                    .managed_fields
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| {
+                        m.manager
+                            .as_deref()
+                            .is_some_and(|m| m.ends_with("-hooks-hooks"))
+                    })
+                    .map(|m| format!("{:?}", m.time))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let text = c
+                    .data
+                    .unwrap_or_default()
+                    .get("hooks.json")
+                    .cloned()
+                    .unwrap_or_default();
+                (written, text)
+            })
             .collect()
     };
     let cms = Api::<ConfigMap>::namespaced(hc.clone(), "kube-system");
-    let before = parent_rv(cms.list(&ListParams::default()).await.expect("list").items);
+    let before = record(cms.list(&ListParams::default()).await.expect("list").items);
     assert_eq!(before.len(), 1, "one ApplySet parent");
+    assert!(
+        !before[0].0.is_empty() && before[0].1.contains("traefik-pre-delete"),
+        "the hooks' record: {before:?}"
+    );
     let again = register(sp);
     again.ok();
     let c = &json_out(&again.stdout)["changes"];
@@ -326,13 +370,16 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
             && (l.ends_with(" created") || l.ends_with(" succeeded"))),
         "a hook ran again: {lines:#?}"
     );
+    // (a Job the second register made would show here within this
+    // grace; the progress and the uid below say the same without one)
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(events(&seen).len(), 4, "Job events: {:?}", events(&seen));
     assert_eq!(
         uid(&job(&hc, "traefik-pre-a").await),
         uid(&Some(pre_a.clone()))
     );
-    let after = parent_rv(cms.list(&ListParams::default()).await.expect("list").items);
-    assert_eq!(before, after, "the ApplySet parent was written");
+    let after = record(cms.list(&ListParams::default()).await.expect("list").items);
+    assert_eq!(before, after, "the hooks' record was written again");
 
     // 3. the release changed (a value of the chart): the upgrade hooks run,
     // the Jobs left by the last run are replaced (before-hook-creation)
@@ -364,7 +411,7 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
         ],
     );
     assert_eq!(
-        events(&seen)[4..],
+        events_at_least(&seen, 10).await[4..],
         [
             "deleted traefik-pre-b",
             "added traefik-pre-b",
@@ -410,7 +457,9 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
             ("destroy: ", "Namespace traefik deleted"),
         ],
     );
-    let ev = events(&seen)[n..].to_vec();
+    // pre-delete added and deleted, pre-a and pre-b deleted, post-delete
+    // added and deleted
+    let ev = events_at_least(&seen, n + 6).await[n..].to_vec();
     let pos = |e: &str| {
         ev.iter()
             .position(|x| x == e)
@@ -425,33 +474,24 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
     assert!(!namespace_exists(&hc, "traefik").await);
 }
 
-/// A bad hook annotation stops render (and register, which renders the
-/// same way) before anything, naming the chart, the object and the
-/// annotation. No cluster is needed.
-#[test]
-fn a_bad_hook_annotation_is_named_with_its_chart_object_and_annotation() {
+/// A copy of tests/charts-hooks/traefik with one line of its hooks
+/// replaced, and `render` of a host with it.
+fn render_with(from: &str, to: &str) -> Run {
     let dir = tempfile::tempdir().expect("dir");
     let chart = dir.path().join("traefik");
-    let src = repo().join("tests/charts-hooks/traefik");
     let status = std::process::Command::new("cp")
         .arg("-r")
-        .arg(&src)
+        .arg(repo().join("tests/charts-hooks/traefik"))
         .arg(&chart)
         .status()
         .expect("cp");
     assert!(status.success());
     let hooks = chart.join("templates/hooks.yaml");
     let text = std::fs::read_to_string(&hooks).expect("read");
-    let text = text
-        .replacen(
-            "helm.sh/hook-weight: \"-10\"",
-            "helm.sh/hook-weight: \"ten\"",
-            1,
-        )
-        .replacen("helm.sh/hook: test\n", "helm.sh/hook: pre-instal\n", 1);
-    std::fs::write(&hooks, text).expect("write");
+    assert!(text.contains(from), "no {from:?} in {}", hooks.display());
+    std::fs::write(&hooks, text.replacen(from, to, 1)).expect("write");
     let spec = repo().join("examples/cluster-host.yaml");
-    let r = nautes(
+    nautes(
         &[
             "render",
             "-f",
@@ -461,16 +501,52 @@ fn a_bad_hook_annotation_is_named_with_its_chart_object_and_annotation() {
         ],
         None,
         None,
+    )
+}
+
+/// Bad hook annotations stop render (and register, which renders the same
+/// way) before anything, naming the chart, the object (where helm lets the
+/// plugin see it) and the annotation. No cluster is needed.
+#[test]
+fn bad_hook_annotations_are_named_with_their_chart_object_and_annotation() {
+    let r = render_with(
+        "helm.sh/hook-weight: \"-10\"",
+        "helm.sh/hook-weight: \"ten\"",
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     let e = error_block(&r.stderr);
     assert!(
         e.contains(
             "chart traefik 41.3.0 (component traefik), ServiceAccount traefik/traefik-hooks: annotation helm.sh/hook-weight: \"ten\" is not an integer"
-        ) && e.contains(
-            "chart traefik 41.3.0 (component traefik), Pod traefik/traefik-test: annotation helm.sh/hook: unknown hook \"pre-instal\""
         ),
         "{e}"
     );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
+
+    let r = render_with(
+        "helm.sh/hook-delete-policy: {{ . | quote }}",
+        "helm.sh/hook-delete-policy: {{ printf \"%s,on-tuesdays\" . | quote }}",
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let e = error_block(&r.stderr);
+    assert!(
+        e.contains(
+            "chart traefik 41.3.0 (component traefik), Job traefik/traefik-post: annotation helm.sh/hook-delete-policy: unknown delete policy \"on-tuesdays\""
+        ),
+        "{e}"
+    );
+
+    // helm template itself leaves out an object naming an unknown hook,
+    // with a log line that names only the value: that is an error too
+    let r = render_with(
+        "helm.sh/hook: test\n",
+        "helm.sh/hook: post-install,post-instal\n",
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let e = error_block(&r.stderr);
+    assert!(
+        e.contains("chart traefik 41.3.0 (component traefik): annotation helm.sh/hook of an object names a hook that is not one of")
+            && e.contains("post-instal"),
+        "{e}"
+    );
 }
