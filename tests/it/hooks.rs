@@ -380,6 +380,19 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
     );
     let after = record(cms.list(&ListParams::default()).await.expect("list").items);
     assert_eq!(before, after, "the hooks' record was written again");
+    // a preview leaves the hooks out, says so, and runs none
+    let d = nautes(
+        &["diff", "-f", sp, "--charts-dir", cd, "--progress", "json"],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    at(
+        &progress(&d.stderr),
+        "hooks host: ",
+        "6 Helm hook object(s) left out of the preview",
+    );
+    assert_eq!(events(&seen).len(), 4, "Job events: {:?}", events(&seen));
 
     // 3. the release changed (a value of the chart): the upgrade hooks run,
     // the Jobs left by the last run are replaced (before-hook-creation)
