@@ -563,3 +563,85 @@ fn bad_hook_annotations_are_named_with_their_chart_object_and_annotation() {
         "{e}"
     );
 }
+
+/// A pre-install hook that really fails (its ServiceAccount does not exist,
+/// so the Job controller marks it Failed once its activeDeadlineSeconds
+/// passed; no kwok involved): register stops naming it (exit 6), the
+/// release's other objects are never applied, the hook-failed policy
+/// deletes it, and destroy still leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pre_install_hook_stops_register_before_the_release_and_is_deleted_by_hook_failed()
+ {
+    let bed = TestBed::start(&["management", "host"]);
+    let (mgmt_kc, host) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("host").clone(),
+    );
+    let hc = client(&host.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let charts = charts_with("charts-hooks", "traefik");
+    let cd = charts.path().to_str().expect("utf8");
+    let name = "hooks-fail";
+    let (_d, spec_path) = write_temp(
+        "f.json",
+        &physical_spec(
+            name,
+            "host",
+            &host,
+            json!({"components_list": {"gateway": {"additions": {"hooks.fail": "true"}}}}),
+        ),
+    );
+    let sp = spec_path.to_str().expect("utf8");
+    let seen = watch_jobs(hc.clone(), name).await;
+    let r = nautes(
+        &[
+            "register",
+            "-f",
+            sp,
+            "--charts-dir",
+            cd,
+            "--progress",
+            "json",
+        ],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let e = error_block(&r.stderr);
+    assert!(
+        e.contains(
+            "hook pre-install Job traefik/traefik-pre-fails (weight 10, component traefik) failed: job failed:"
+        ),
+        "{e}"
+    );
+    // the hooks before it ran, it was deleted (hook-failed), and nothing of
+    // the release after the hooks was applied
+    let ev = events_at_least(&seen, 4).await;
+    assert_eq!(
+        ev,
+        [
+            "added traefik-pre-b",
+            "added traefik-pre-a",
+            "added traefik-pre-fails",
+            "deleted traefik-pre-fails"
+        ],
+        "Job events"
+    );
+    assert!(
+        Api::<Deployment>::namespaced(hc.clone(), "traefik")
+            .get_opt("traefik")
+            .await
+            .expect("get")
+            .is_none(),
+        "the release's Deployment was applied after a failed pre-install hook"
+    );
+    let lines = progress(&r.stderr);
+    assert!(
+        !lines.iter().any(|l| l.contains("namespaced objects:")),
+        "{lines:#?}"
+    );
+
+    nautes(&["destroy", name], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&hc, name, "the host").await;
+    wait_nothing_left(&mgmt, name, "the management cluster").await;
+}
