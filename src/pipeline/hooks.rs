@@ -793,8 +793,12 @@ async fn finish(
             }
             Readiness::NotReady(why) => {
                 if tokio::time::Instant::now() >= deadline {
+                    let said = last_event(ctx, ns, m.kind(), m.name())
+                        .await
+                        .map(|e| format!("; its last event: {e}"))
+                        .unwrap_or_default();
                     return Err(Error::timeout(format!(
-                        "{}: hook {what} did not finish within {}s: {why}",
+                        "{}: hook {what} did not finish within {}s: {why}{said}",
                         ctx.cluster.label,
                         ctx.timeout.as_secs()
                     )));
@@ -804,6 +808,28 @@ async fn finish(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     }
+}
+
+/// The message of the latest Event about an object (why a Job makes no
+/// Pod: "Error creating: ... serviceaccount ... not found"), if any can be
+/// read.
+async fn last_event(ctx: &HookRun<'_>, ns: Option<&str>, kind: &str, name: &str) -> Option<String> {
+    let ns = ns?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(ctx.cluster.client.clone(), ns);
+    let lp = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.name={name},involvedObject.kind={kind}"
+    ));
+    let list = api.list(&lp).await.ok()?;
+    list.items
+        .into_iter()
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.event_time.as_ref().map(|t| t.0))
+        })
+        .and_then(|e| e.message)
 }
 
 /// A hook Pod: done once Succeeded.
@@ -874,11 +900,7 @@ pub async fn delete_with_hooks(
     progress: &Progress,
     on_deleted: &(dyn Fn(&ObjectKey) + Sync),
 ) -> Result<()> {
-    let record = if dry_run {
-        Record::default()
-    } else {
-        Record::load(cluster, set, progress).await?
-    };
+    let record = Record::load(cluster, set, progress).await?;
     let of = |e: Event| -> Vec<Hook> {
         record
             .delete
@@ -888,6 +910,22 @@ pub async fn delete_with_hooks(
             .collect()
     };
     let (pre, post) = (of(Event::PreDelete), of(Event::PostDelete));
+    if dry_run {
+        for (e, hooks) in [(Event::PreDelete, &pre), (Event::PostDelete, &post)] {
+            if !hooks.is_empty() {
+                let names: Vec<String> = hooks.iter().map(Hook::describe).collect();
+                progress.info(
+                    &format!("destroy {}", cluster.label),
+                    format!(
+                        "dry run: would run {} hook(s): {}",
+                        e.name(),
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+        return delete::delete_members(cluster, members, timeout, dry_run, on_deleted).await;
+    }
     if pre.is_empty() && post.is_empty() {
         return delete::delete_members(cluster, members, timeout, dry_run, on_deleted).await;
     }

@@ -441,9 +441,30 @@ async fn helm_hooks_run_in_order_honour_delete_policies_and_run_again_only_when_
         "traefik-pre-a was not run again"
     );
 
-    // 4. destroy: pre-delete before anything is deleted, post-delete after
-    // everything but the namespace, then the namespace; nothing left
+    // 4. a dry run of destroy names the delete hooks and runs none
     let n = events(&seen).len();
+    let dry = nautes(
+        &["destroy", name, "--dry-run=server", "--progress", "json"],
+        Some(&mgmt_kc),
+        None,
+    );
+    dry.ok();
+    let lines = progress(&dry.stderr);
+    at(
+        &lines,
+        "destroy ",
+        "dry run: would run pre-delete hook(s): Job traefik/traefik-pre-delete",
+    );
+    at(
+        &lines,
+        "destroy ",
+        "dry run: would run post-delete hook(s): Job traefik/traefik-post-delete",
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(events(&seen).len(), n, "Job events: {:?}", events(&seen));
+
+    // 5. destroy: pre-delete before anything is deleted, post-delete after
+    // everything but the namespace, then the namespace; nothing left
     let destroy = nautes(
         &["destroy", name, "--progress", "json", "-v"],
         Some(&mgmt_kc),
