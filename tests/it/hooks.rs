@@ -666,3 +666,55 @@ async fn a_failing_pre_install_hook_stops_register_before_the_release_and_is_del
     wait_nothing_left(&hc, name, "the host").await;
     wait_nothing_left(&mgmt, name, "the management cluster").await;
 }
+
+/// A hook that never finishes (its ServiceAccount does not exist, so its
+/// Job never gets a Pod) stops register at --timeout, naming the hook and
+/// the Job's last Event; destroy removes it with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_never_finishes_stops_register_at_timeout_naming_why() {
+    let bed = TestBed::start(&["management", "host"]);
+    let (mgmt_kc, host) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("host").clone(),
+    );
+    let hc = client(&host.kubeconfig).await;
+    let mgmt = client(&mgmt_kc).await;
+    let charts = charts_with("charts-hooks", "traefik");
+    let cd = charts.path().to_str().expect("utf8");
+    let name = "hooks-hang";
+    let (_d, spec_path) = write_temp(
+        "g.json",
+        &physical_spec(
+            name,
+            "host",
+            &host,
+            json!({"components_list": {"gateway": {"additions": {"hooks.hang": "true"}}}}),
+        ),
+    );
+    let sp = spec_path.to_str().expect("utf8");
+    let r = nautes(
+        &["register", "-f", sp, "--charts-dir", cd, "--timeout", "45s"],
+        Some(&mgmt_kc),
+        None,
+    );
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let e = error_block(&r.stderr);
+    assert!(
+        e.contains(
+            "hook pre-install Job traefik/traefik-pre-hangs (weight 10, component traefik) did not finish within 45s"
+        ) && e.contains("its last event:")
+            && e.contains("traefik-no-such-account"),
+        "{e}"
+    );
+    assert!(
+        Api::<Deployment>::namespaced(hc.clone(), "traefik")
+            .get_opt("traefik")
+            .await
+            .expect("get")
+            .is_none(),
+        "the release's Deployment was applied before its pre-install hooks finished"
+    );
+    nautes(&["destroy", name], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&hc, name, "the host").await;
+    wait_nothing_left(&mgmt, name, "the management cluster").await;
+}
