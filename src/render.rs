@@ -304,6 +304,8 @@ pub async fn helm_template(
             ),
         ));
     }
+    // helm leaves out, with only a log line, an object naming an unknown hook
+    crate::pipeline::hooks::unknown_hooks_in_helm_log(c, &String::from_utf8_lossy(&out.stderr))?;
     String::from_utf8(out.stdout)
         .map_err(|_| Error::internal(format!("helm template of {} printed invalid UTF-8", c.name)))
 }
@@ -394,6 +396,8 @@ async fn render_checked_stage(
     }
     for r in rendered {
         let (c, objects) = r?;
+        // test hooks are never applied; bad hook annotations stop here
+        let objects = crate::pipeline::hooks::without_tests(c, objects)?;
         for mut o in objects {
             if o["kind"] == "Namespace" {
                 // charts should not create namespaces; the plugin does

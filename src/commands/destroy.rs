@@ -464,16 +464,26 @@ async fn remove_set(
     let label = cluster.label.clone();
     let gone = std::sync::atomic::AtomicUsize::new(0);
     let total = rest.len();
-    delete::delete_members(cluster, &rest, args.timeout, dry, &|k| {
-        let n = gone.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        p.status(format!("destroy: {n}/{total} objects gone"));
-        if !dry {
-            p.debug(
-                "destroy",
-                format!("{label}: {} deleted", delete::describe_key(k)),
-            );
-        }
-    })
+    let force = args.force;
+    crate::pipeline::hooks::delete_with_hooks(
+        cluster,
+        set,
+        &rest,
+        args.timeout,
+        dry,
+        force,
+        p,
+        &|k| {
+            let n = gone.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            p.status(format!("destroy: {n}/{total} objects gone"));
+            if !dry {
+                p.debug(
+                    "destroy",
+                    format!("{label}: {} deleted", delete::describe_key(k)),
+                );
+            }
+        },
+    )
     .await?;
     p.status(String::new());
     if !dry {

@@ -3,16 +3,19 @@
 //!
 //! ```text
 //! render ─▶ Rendered ─plan─▶ Planned (the inventory difference)
-//!   install: ─▶ Run: record the inventory ─▶ bootstrap the credential ─▶
-//!            apply CRDs ─▶ apply Namespaces, cluster-scoped, namespaced ─▶
-//!            wait for the workloads ─▶ apply admission objects ─▶ prune ─▶
-//!            save the inventory ─▶ StageReport
+//!   install: ─▶ take the Helm hooks out (hooks.rs) ─▶ Run: record the
+//!            inventory ─▶ bootstrap the credential ─▶ apply CRDs ─▶ apply
+//!            Namespaces ─▶ pre-install/pre-upgrade hooks ─▶ cluster-scoped,
+//!            namespaced ─▶ wait for the workloads ─▶ apply admission
+//!            objects ─▶ post-install/post-upgrade hooks ─▶ prune ─▶ save the
+//!            inventory and the hooks' record ─▶ StageReport
 //!   preview: ─▶ server dry run of the same objects ─▶ StageReport
 //! ```
 //!
 //! `register` installs; `diff` and `register --dry-run=server` preview: they
 //! run the same steps up to the first write and stop there.
 
+pub mod hooks;
 pub mod needs;
 mod planned;
 mod preview;
@@ -120,17 +123,40 @@ pub async fn install(
     progress: &Progress,
     planned: Planned,
 ) -> Result<StageReport> {
+    let mut planned = planned;
+    let mut hooks = hooks::take(cluster, set, stage, &mut planned, progress).await?;
     let mut run = run::Run::new(cluster, set, stage, opts, progress, planned);
     run.record_inventory().await?;
     run.bootstrap_credential().await?;
     run.apply_crds().await?;
+    run.apply_namespaces().await?;
+    hooks.run_pre(&hook_run(&run, opts, progress)).await?;
     run.apply_objects().await?;
     run.wait_workloads().await?;
     run.apply_admission().await?;
+    hooks.run_post(&hook_run(&run, opts, progress)).await?;
     run.report_components();
     run.prune().await?;
     run.save_inventory().await?;
-    Ok(run.report())
+    hooks.save(cluster, set, progress).await?;
+    let mut report = run.report();
+    hooks.report(&mut report, progress);
+    Ok(report)
+}
+
+fn hook_run<'a>(
+    run: &'a run::Run<'_>,
+    opts: &StageOptions<'_>,
+    progress: &'a Progress,
+) -> hooks::HookRun<'a> {
+    let (kinds, apply) = run.for_hooks();
+    hooks::HookRun {
+        cluster: run.cluster(),
+        kinds,
+        apply,
+        timeout: opts.timeout,
+        progress,
+    }
 }
 
 /// What installing a stage would change: the same steps up to the first
@@ -143,6 +169,17 @@ pub async fn preview(
     opts: &StageOptions<'_>,
     progress: &Progress,
 ) -> Result<StageReport> {
-    let planned = prepare(cluster, spec, set, stage, opts, progress).await?;
+    let mut planned = prepare(cluster, spec, set, stage, opts, progress).await?;
+    // hooks are run, never dry-run
+    let hooks = hooks::take(cluster, set, stage, &mut planned, progress).await?;
+    if !hooks.is_empty() {
+        progress.info(
+            &format!("hooks {}", stage.target.as_str()),
+            format!(
+                "{} Helm hook object(s) left out of the preview: hooks run only when a release is installed, changed or destroyed",
+                hooks.len()
+            ),
+        );
+    }
     preview::dry_run(cluster, set, stage, opts, planned).await
 }

@@ -184,11 +184,25 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Namespaces, cluster-scoped objects, namespaced objects.
-    pub async fn apply_objects(&mut self) -> Result<()> {
+    /// Namespaces (the pre-install hooks run in them next).
+    pub async fn apply_namespaces(&mut self) -> Result<()> {
         self.apply_phase(Phase::Namespaces, "Namespaces").await?;
         // the Namespaces exist now: owners can be set
-        set_namespace_owners(self.cluster, &mut self.planned.manifests).await?;
+        set_namespace_owners(self.cluster, &mut self.planned.manifests).await
+    }
+
+    /// What a hook needs to be applied like the other objects: the kinds
+    /// (refreshed after the CRDs) and the apply options.
+    pub fn for_hooks(&self) -> (&Kinds, &crate::k8s::apply::ApplyOptions) {
+        (&self.planned.kinds, &self.apply)
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        self.cluster
+    }
+
+    /// Cluster-scoped objects, namespaced objects.
+    pub async fn apply_objects(&mut self) -> Result<()> {
         self.apply_phase(Phase::ClusterScoped, "cluster-scoped objects")
             .await?;
         self.apply_phase(Phase::Namespaced, "namespaced objects")

@@ -9,6 +9,7 @@
 mod cli;
 mod faults;
 mod helpers;
+mod hooks;
 mod krew;
 mod locks;
 mod ownership;
