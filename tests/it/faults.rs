@@ -1868,11 +1868,40 @@ async fn secrets_never_reach_output_or_temporary_files() {
     outputs.push(("register right after SIGINT".into(), re));
 
     // 5. register again (converges), then destroy, most verbose in json
-    let r = until_unlocked(
+    let mut r = until_unlocked(
         &["register", "-f", s2, "-v", "-v", "--progress", "json"],
         &mgmt_kc,
         &env,
     );
+    // a SIGINT while kube-apiserver creates a NodePort Service can leave
+    // its node port allocated with no Service holding it (an upstream leak
+    // its repair loop frees within about 10 minutes; the kill tests above
+    // meet it too): then, and only then, the re-run moves Traefik to other
+    // node ports, still with the kubeconfig that carries the secrets
+    let (_d3, spec3) = {
+        let mut moved = spec.clone();
+        moved["traefik"] = json!({"http_node_port": 30190, "https_node_port": 30553});
+        write_temp("spec-moved.json", &moved.to_string())
+    };
+    if r.code == 7 && r.stderr.contains("provided port is already allocated") {
+        eprintln!(
+            "NOTE: the SIGINT leaked a node port in kube-apiserver; moving Traefik to 30190/30553"
+        );
+        outputs.push(("register after SIGINT, node port leaked".into(), r));
+        r = until_unlocked(
+            &[
+                "register",
+                "-f",
+                spec3.to_str().expect("utf8"),
+                "-v",
+                "-v",
+                "--progress",
+                "json",
+            ],
+            &mgmt_kc,
+            &env,
+        );
+    }
     assert_eq!(r.code, 0, "{}", r.stderr);
     check_tmp("register after SIGINT");
     outputs.push(("register after SIGINT".into(), r));
