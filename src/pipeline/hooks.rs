@@ -32,7 +32,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{ChangedObject, Planned, StageReport};
+use super::{Planned, StageReport};
 use crate::error::{Error, Result};
 use crate::inventory::{ApplySet, Member, PARENT_NAMESPACE};
 use crate::k8s::apply::{self, Applied, ApplyOptions, ObjectKey, Outcome};
@@ -629,31 +629,7 @@ impl StageHooks {
 
     /// Adds what the hooks applied to a stage's report.
     pub fn report(&self, report: &mut StageReport, progress: &Progress) {
-        for a in &self.applied {
-            let action = match a.outcome {
-                Outcome::Created => {
-                    report.changes.created += 1;
-                    "create"
-                }
-                Outcome::Configured => {
-                    report.changes.configured += 1;
-                    "configure"
-                }
-                Outcome::Unchanged => {
-                    report.changes.unchanged += 1;
-                    continue;
-                }
-            };
-            report.changed.push(ChangedObject {
-                action: action.into(),
-                object: describe(
-                    kinds::kind_of(&a.group_kind),
-                    a.namespace.as_deref(),
-                    &a.name,
-                ),
-                component: a.component.clone(),
-            });
-        }
+        super::run::tally(&self.applied, &mut report.changes, &mut report.changed);
         if self.ran > 0 {
             progress.done(
                 &format!("hooks {}", self.target),
