@@ -753,6 +753,118 @@ async fn null_fields_in_a_chart_are_dropped_and_a_second_register_changes_nothin
     wait_nothing_left(&wc, name, "the worker").await;
 }
 
+/// Issue 11, point 9: the readiness wait and `status` judge a Job deleted
+/// by its TTL the same way (complete, so ready). The chart is a copy of
+/// tests/charts/traefik with one Job more, not a Helm hook, deleted by the
+/// TTL controller as soon as it finishes (`ttlSecondsAfterFinished: 0`), as
+/// upstream charts' one-off Jobs are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_deleted_by_its_ttl_is_ready_for_the_wait_and_for_status() {
+    let bed = TestBed::start(&["management", "worker"]);
+    let (mgmt_kc, worker) = (
+        bed.cluster("management").kubeconfig.clone(),
+        bed.cluster("worker").clone(),
+    );
+    let wc = client(&worker.kubeconfig).await;
+    let charts = tempfile::tempdir().expect("dir");
+    for e in std::fs::read_dir(repo().join("tests/charts")).expect("charts") {
+        let p = e.expect("entry").path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n != "traefik") {
+            std::os::unix::fs::symlink(&p, charts.path().join(p.file_name().expect("name")))
+                .expect("link");
+        }
+    }
+    let chart = charts.path().join("traefik");
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("tests/charts/traefik"))
+        .arg(&chart)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    std::fs::write(
+        chart.join("templates/ttl-job.yaml"),
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: traefik-once
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "traefik.labels" . | nindent 4 }}
+spec:
+  ttlSecondsAfterFinished: 0
+  backoffLimit: 1
+  template:
+    metadata:
+      labels:
+        {{- include "traefik.labelselector" . | nindent 8 }}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: once
+          image: "docker.io/traefik:{{ .Chart.AppVersion }}"
+          args: ["version"]
+"#,
+    )
+    .expect("write the Job");
+    let name = "ttl-job";
+    let (_d, spec_path) = write_temp("w.json", &physical_spec(name, "worker", &worker, json!({})));
+    let sp = spec_path.to_str().expect("utf8");
+    let cd = charts.path().to_str().expect("utf8");
+    // the Job is in the plan
+    let rendered = nautes(
+        &["render", "-f", sp, "--charts-dir", cd, "-o", "json"],
+        None,
+        None,
+    );
+    rendered.ok();
+    assert!(
+        json_out(&rendered.stdout)["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|o| o["kind"] == "Job" && o["metadata"]["name"] == "traefik-once"),
+        "the plan has no Job traefik-once"
+    );
+    // the register applies it and waits for it (complete, or gone)
+    nautes(
+        &["register", "-f", sp, "--charts-dir", cd],
+        Some(&mgmt_kc),
+        None,
+    )
+    .ok();
+    // the Job ran (kwok) and the TTL controller deleted it
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(wc.clone(), "traefik");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while jobs
+        .get_opt("traefik-once")
+        .await
+        .expect("get Job")
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Job traefik-once was never deleted by its TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // status agrees with the wait: ready, exit 0
+    let st = nautes(&["status", name, "-o", "json"], Some(&mgmt_kc), None);
+    assert_eq!(st.code, 0, "{}\n{}", st.stdout, st.stderr);
+    let v = json_out(&st.stdout);
+    assert_eq!(v["ready"], true, "{v}");
+    assert!(
+        v["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .any(|c| c["component"] == "traefik" && c["ready"] == true),
+        "{v}"
+    );
+    nautes(&["destroy", name], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&wc, name, "the worker").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chart_of_the_wrong_version_stops_register_before_the_worker_is_touched() {
     let bed = TestBed::start(&["management", "worker"]);
