@@ -442,50 +442,28 @@ async fn state_of(mgmt: &kube::Client, name: &str) -> Option<String> {
 /// at varying offsets: whichever wins, a virtual worker is never left
 /// registered on a host that is gone.
 ///
-/// SIMULATED: the race is between the plugin's register and destroy, five
-/// rounds of them; a real vcluster started and stopped per round would only
-/// slow it down. So the test bed runs no vcluster
-/// (`TestBed::start_simulating_vcluster`) and the test writes Secret
-/// vc-<name> (a kubeconfig of a third test cluster) where the vcluster would.
+/// The vcluster is real: each round the register installs it into the host
+/// (or the destroy wins first), the test bed runs it, and the destroys stop
+/// it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_is_never_destroyed_under_a_virtual_worker_registering_on_it() {
-    let bed = TestBed::start_simulating_vcluster(&["management", "host", "virtual"]);
+    let bed = TestBed::start_with_vcluster(&["management", "host"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
     let host = bed.cluster("host").clone();
-    let virt = bed.cluster("virtual").clone();
     let (mgmt, hc) = (client(&mgmt_kc).await, client(&host.kubeconfig).await);
     let (_h, hpath) = write_temp(
         "host.json",
         &physical_spec("hrace", "host", &host, json!({})),
     );
     let vspec = json!({
-        "name": "vrace", "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
-        "host_cluster": "hrace", "vcluster": {"https_node_port": 31446},
+        "name": "vrace", "api_server": "https://127.0.0.1:31446", "cluster_type": "virtual",
+        "usage": "worker", "host_cluster": "hrace", "vcluster": {"https_node_port": 31446},
     });
     let (_v, vpath) = write_temp("virtual.json", &vspec.to_string());
     let (hp, vp) = (hpath.to_str().expect("utf8"), vpath.to_str().expect("utf8"));
-    let virt_kc = std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig");
     let mut outcomes = Vec::new();
     for round in 0..5u64 {
         until_unlocked(&["register", "-f", hp], &mgmt_kc, &[]).ok();
-        // the vcluster's part, for as long as this round runs
-        let writer = {
-            let (hc, kc) = (hc.clone(), virt_kc.clone());
-            tokio::spawn(async move {
-                let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hc, "vrace");
-                let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
-                    "metadata": {"name": "vc-vrace", "namespace": "vrace"},
-                    "stringData": {"config": kc},
-                }))
-                .expect("secret");
-                loop {
-                    let _ = secrets
-                        .create(&kube::api::PostParams::default(), &secret)
-                        .await;
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                }
-            })
-        };
         let register = Bg::spawn(&["register", "-f", vp, "--timeout", "2m"], &mgmt_kc, &[]);
         // offsets from 0 to 1.2 s: the destroy starts before, during and
         // after the register's checks
@@ -495,7 +473,6 @@ async fn a_host_is_never_destroyed_under_a_virtual_worker_registering_on_it() {
             register.finish(std::time::Duration::from_secs(240)),
             destroy.finish(std::time::Duration::from_secs(240)),
         );
-        writer.abort();
         let (host_state, virt_state) = (
             state_of(&mgmt, "hrace").await,
             state_of(&mgmt, "vrace").await,

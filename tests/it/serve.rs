@@ -4,12 +4,11 @@
 //! ServiceAccount tokens of the management cluster (TokenRequest) and
 //! authorised by its RBAC.
 //!
-//! SIMULATED: the tests here that register a virtual worker are about the
-//! server (its API, its replicas), not the vcluster, so they start the test
-//! bed with `TestBed::start_simulating_vcluster` (no vcluster runs) and play
-//! the vcluster's one visible act, writing Secret vc-<name> with a
-//! kubeconfig for the "virtual" test cluster (`simulate_vcluster_secret`).
-//! The real vcluster is tested in virtual_.rs.
+//! The virtual workers registered here are real vclusters (the test bed's
+//! launcher runs one for each vcluster release in a host, as in
+//! virtual_.rs): their API answers at https://127.0.0.1:<https_node_port>,
+//! and each test uses node ports of its own, since those are bound on this
+//! machine, not inside a test bed.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,7 +24,6 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::helpers::simulate_vcluster_secret;
 use crate::testbed::TestBed;
 use crate::{labelled, nautes, write_temp};
 
@@ -310,21 +308,57 @@ fn ip_of(server: &str) -> String {
         .to_string()
 }
 
-async fn lease_held(mgmt: &kube::Client, name: &str) {
+/// Waits until Lease lock-<name> is held by process `pid` (the holder
+/// identity ends with "pid <pid>").
+async fn lease_held_by(mgmt: &kube::Client, name: &str, pid: u32) {
     let leases: Api<Lease> = Api::namespaced(mgmt.clone(), "nautes");
+    let want = format!("pid {pid}");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while leases
-        .get_opt(&format!("lock-{name}"))
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
+    loop {
+        let holder = leases
+            .get_opt(&format!("lock-{name}"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        if holder.as_deref().is_some_and(|h| h.ends_with(&want)) {
+            return;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "Lease lock-{name} never appeared"
+            "Lease lock-{name} was never held by pid {pid} (holder: {holder:?})"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The host-side names of the Pods the vcluster `name` synced from its
+/// namespace `vns` into host namespace `name` (the syncer names them
+/// `<virtual name>-x-<virtual namespace>-x-<vcluster name>`), once there is
+/// at least one.
+async fn synced_pod_names(hc: &kube::Client, name: &str, vns: &str) -> Vec<String> {
+    let suffix = format!("-x-{vns}-x-{name}");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(hc.clone(), name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let found: Vec<String> = pods
+            .list(&Default::default())
+            .await
+            .expect("list host pods")
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .filter(|n| n.ends_with(&suffix))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Pod *{suffix} in host namespace {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -341,13 +375,11 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api() {
-    let bed = TestBed::start_simulating_vcluster(&["management", "worker", "host", "virtual"]);
+    let bed = TestBed::start_with_vcluster(&["management", "worker", "host"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
-    let (worker, host, virt) = (
-        bed.cluster("worker").clone(),
-        bed.cluster("host").clone(),
-        bed.cluster("virtual").clone(),
-    );
+    let (worker, host) = (bed.cluster("worker").clone(), bed.cluster("host").clone());
+    // the vcluster's API, where the host's node port 31452 exposes it
+    let virt_server = "https://127.0.0.1:31452";
     let mgmt = crate::helpers::client(&mgmt_kc).await;
     let hc = crate::helpers::client(&host.kubeconfig).await;
     let server = Server::start(&bed, &mgmt_kc);
@@ -384,10 +416,10 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
     })
     .to_string();
     let virtual_body = json!({
-        "api_server": virt.server, "cluster_kind": "kubernetes", "cluster_type": "virtual",
+        "api_server": virt_server, "cluster_kind": "kubernetes", "cluster_type": "virtual",
         "usage": "worker", "hostCluster": "cluster-host-demo",
-        "argocd_host": format!("https://argocd.cluster-demo.{}.nip.io", ip_of(&virt.server)),
-        "vcluster": {"httpsNodePort": "31443"},
+        "argocd_host": format!("https://argocd.cluster-demo.{}.nip.io", ip_of(virt_server)),
+        "vcluster": {"httpsNodePort": "31452"},
     })
     .to_string();
     let one = |name: &str| format!("{api}/{name}");
@@ -489,8 +521,8 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
     http("DELETE", &one("cluster-nowhere"), Some(&admin), None).error(404, "CLUSTER_NOT_FOUND");
 
     // a rule refuses at once: 409, and the cluster stays unknown
-    let orphan = json!({"api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
-                        "host_cluster": "cluster-nohost", "vcluster": {"https_node_port": "31443"}})
+    let orphan = json!({"api_server": virt_server, "cluster_type": "virtual", "usage": "worker",
+                        "host_cluster": "cluster-nohost", "vcluster": {"https_node_port": "31452"}})
     .to_string();
     let v =
         http("POST", &one("cluster-orphan"), Some(&admin), Some(&orphan)).error(409, "CONFLICT");
@@ -654,9 +686,8 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
     let run = nautes(&["register", "-f", &cli_path], Some(&mgmt_kc), None);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains("is being changed by"), "{}", run.stderr);
-    let virt_kc = read(&virt.kubeconfig);
-    simulate_vcluster_secret(&hc, "cluster-virtual-demo", &virt_kc).await;
-    // the event stream follows the run to its end
+    // the event stream follows the run to its end: the vcluster writes its
+    // Secret, the components go in through its API
     let ev = http(
         "GET",
         &format!("{}/events", one("cluster-virtual-demo")),
@@ -670,22 +701,25 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
         "Registered"
     );
 
-    // the other way round: the command line holds the Lease, the server refuses
-    Api::<Secret>::namespaced(hc.clone(), "cluster-virtual-demo")
-        .delete("vc-cluster-virtual-demo", &DeleteParams::default())
-        .await
-        .expect("delete vc Secret");
-    let cli = Command::new(crate::binary())
-        .args(["register", "-f", &cli_path, "--timeout", "3m"])
-        .env("KUBECONFIG", &mgmt_kc)
-        .env("NAUTES_CHARTS_DIR", crate::repo().join("tests/charts"))
-        .env("NAUTES_HELM", crate::testbed::bin_dir().join("helm"))
-        .env_remove("HTTPS_PROXY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn register");
-    lease_held(&mgmt, "cluster-virtual-demo").await;
+    // the virtual cluster's workloads were synced into the host namespace,
+    // under the syncer's host-side names
+    let synced = synced_pod_names(&hc, "cluster-virtual-demo", "argocd").await;
+    assert!(
+        synced.iter().any(|n| n.starts_with("argocd-")),
+        "no Argo CD Pod synced into the host: {synced:?}"
+    );
+
+    // the other way round: the command line holds the Lease, the server
+    // refuses. The command line's run (a re-register with nothing to change)
+    // is paused with SIGSTOP once its Lease is there, so that it still holds
+    // it when the server is asked, and resumed after.
+    let cli = crate::helpers::Bg::spawn(
+        &["register", "-f", &cli_path, "--timeout", "3m"],
+        &mgmt_kc,
+        &[],
+    );
+    lease_held_by(&mgmt, "cluster-virtual-demo", cli.pid()).await;
+    cli.signal("STOP");
     let v = http(
         "POST",
         &format!("{}?wait=true", one("cluster-virtual-demo")),
@@ -700,13 +734,9 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
             .contains("is being changed by"),
         "{v}"
     );
-    simulate_vcluster_secret(&hc, "cluster-virtual-demo", &virt_kc).await;
-    let out = cli.wait_with_output().expect("register");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli.signal("CONT");
+    let out = cli.finish(Duration::from_secs(180));
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // and the seed's virtual body with ?wait=true converges
     let r = http(
         "POST",
@@ -945,9 +975,9 @@ async fn serve_speaks_tls_only_unless_plain_http_is_asked_and_limits_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_replica() {
-    let bed = TestBed::start_simulating_vcluster(&["management", "host", "virtual"]);
+    let bed = TestBed::start_with_vcluster(&["management", "host"]);
     let mgmt_kc = bed.cluster("management").kubeconfig.clone();
-    let (host, virt) = (bed.cluster("host").clone(), bed.cluster("virtual").clone());
+    let host = bed.cluster("host").clone();
     let mgmt = crate::helpers::client(&mgmt_kc).await;
     let hc = crate::helpers::client(&host.kubeconfig).await;
     let (_h, hpath) = write_temp(
@@ -973,8 +1003,8 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
     );
     let b = Server::start(&bed, &mgmt_kc);
     let body = json!({
-        "api_server": virt.server, "cluster_type": "virtual", "usage": "worker",
-        "host_cluster": "ha-host", "vcluster": {"https_node_port": "31443"},
+        "api_server": "https://127.0.0.1:31453", "cluster_type": "virtual", "usage": "worker",
+        "host_cluster": "ha-host", "vcluster": {"https_node_port": "31453"},
     })
     .to_string();
     // replica a accepts the register, which then waits for the vcluster
@@ -1018,6 +1048,19 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
     );
     a.child.kill().expect("kill replica a");
     let _ = a.child.wait();
+    // and the kill interrupted the registration: it is not Registered
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{}/api/v1/clusters/ha-virtual", b.url),
+            Some(&admin),
+            None
+        )
+        .json()["state"],
+        "Registering",
+        "{}",
+        b.log()
+    );
     // replica b takes it over once the Lease expires (15 s) and has been
     // watched unchanged for its duration (15 s more), then runs the register
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
@@ -1034,14 +1077,9 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
         http("GET", &url, Some(&admin), None).json()["state"],
         "Registering"
     );
-    simulate_vcluster_secret(
-        &hc,
-        "ha-virtual",
-        &std::fs::read_to_string(&virt.kubeconfig).expect("kubeconfig"),
-    )
-    .await;
-    // the taken-over register goes on once the vcluster's Secret exists:
-    // wait for its result
+    // the taken-over register goes on with the vcluster that replica a's
+    // run installed (its Secret is written by then, or soon): wait for its
+    // result
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
         let ev = http("GET", &format!("{url}/events"), Some(&admin), None);
@@ -1066,6 +1104,12 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
         .await
         .expect("Argo CD cluster Secret");
     assert!(secret.data.is_some());
+    // the components went in through the real vcluster: synced to the host
+    let synced = synced_pod_names(&hc, "ha-virtual", "argocd").await;
+    assert!(
+        synced.iter().any(|n| n.starts_with("argocd-")),
+        "{synced:?}"
+    );
     // clean up through b
     for name in ["ha-virtual", "ha-host"] {
         let r = http(
