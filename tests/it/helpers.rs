@@ -604,7 +604,9 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], input: Option<&str>) {
 /// SIMULATED (the fallback a test asks for by name, with
 /// `TestBed::start_simulating_vcluster`): plays the vcluster writing its
 /// kubeconfig Secret vc-<name> (key `config`) in the host, once its namespace
-/// exists. With a real vcluster (the default), the vcluster writes it.
+/// exists. With a real vcluster (the default), the vcluster writes it. No
+/// test uses it today.
+#[allow(dead_code)]
 pub async fn simulate_vcluster_secret(host: &kube::Client, name: &str, kubeconfig: &str) {
     use k8s_openapi::api::core::v1::Secret;
     let secrets: Api<Secret> = Api::namespaced(host.clone(), name);

@@ -3,8 +3,9 @@
 //! Nothing here is a mock: kube-apiserver, kube-controller-manager, helm,
 //! kubectl and the vcluster syncer are the real programs. kwok stands in for
 //! kubelets (Pods become Ready without containers), and where a test plays a
-//! component's part (the vcluster writing its kubeconfig Secret, only when
-//! the test bed is started with `start_simulating_vcluster`) it says so.
+//! component's part it says so. Every virtual worker here runs in a real
+//! vcluster; the fallback that plays the vcluster instead
+//! (`start_simulating_vcluster`) is used by no test.
 
 mod cli;
 mod faults;

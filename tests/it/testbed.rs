@@ -137,6 +137,9 @@ impl TestBed {
 
     /// As `start`, but no vcluster ever runs: the test plays the vcluster
     /// (SIMULATED: it writes Secret vc-<name> with `simulate_vcluster_secret`).
+    /// A fallback a test must ask for by name (say, to study the plugin
+    /// where the vcluster cannot be built); no test uses it today.
+    #[allow(dead_code)]
     pub fn start_simulating_vcluster(names: &[&str]) -> TestBed {
         Self::launch(names, Vclusters::Simulated)
     }
