@@ -471,8 +471,14 @@ impl Hold {
     }
 
     /// Deletes the Lease if it is still this run's (resourceVersion
-    /// precondition): a Lease another run took is left alone.
+    /// precondition): a Lease another run took is left alone. It waits for a
+    /// renewal in flight first (`renewing`), so that the precondition carries
+    /// the resourceVersion of this run's last write, not of the one before
+    /// it; a delete the management cluster did not answer is tried again, a
+    /// few times, so that a run that ends well does not leave its Lease to
+    /// expire.
     async fn release(&self) {
+        let _one = self.renewing.lock().await;
         if self.lost.load(Ordering::SeqCst) {
             return;
         }
@@ -484,15 +490,32 @@ impl Hold {
             }),
             ..Default::default()
         };
-        let _ = self.api().delete(&self.name, &dp).await;
+        let mut delay = Duration::from_millis(200);
+        for attempt in 0..4 {
+            match self.api().delete(&self.name, &dp).await {
+                // deleted; or gone, or written by another run: not ours
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => break,
+                Err(_) if attempt < 3 => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(_) => {}
+            }
+        }
+        // whatever came of it, this run writes the Lease no more
+        self.lost.store(true, Ordering::SeqCst);
     }
 }
 
 impl Lock {
     /// Releases the lock.
     pub async fn release(self) {
-        self.renew.abort();
+        // the Lease first, then the renewal task: aborting a renewal in the
+        // middle of its write could leave a resourceVersion this run never
+        // saw, and the Lease behind
         self.held.remove(&self.hold);
         self.hold.release().await;
+        self.renew.abort();
     }
 }
