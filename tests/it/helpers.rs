@@ -628,3 +628,36 @@ pub async fn simulate_vcluster_secret(host: &kube::Client, name: &str, kubeconfi
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Waits until the host namespace `name` holds a Pod synced from virtual
+/// namespace `vns` whose virtual name starts with `prefix`: the syncer names
+/// it `<virtual name>-x-<virtual namespace>-x-<vcluster name>`. Returns the
+/// host-side names found.
+pub async fn synced_pods(hc: &kube::Client, name: &str, vns: &str, prefix: &str) -> Vec<String> {
+    let suffix = format!("-x-{vns}-x-{name}");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(hc.clone(), name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let names: Vec<String> = pods
+            .list(&Default::default())
+            .await
+            .expect("list host pods")
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        let found: Vec<String> = names
+            .iter()
+            .filter(|n| n.starts_with(prefix) && n.ends_with(&suffix))
+            .cloned()
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Pod {prefix}*{suffix} in host namespace {name}; there: {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

@@ -333,35 +333,6 @@ async fn lease_held_by(mgmt: &kube::Client, name: &str, pid: u32) {
     }
 }
 
-/// The host-side names of the Pods the vcluster `name` synced from its
-/// namespace `vns` into host namespace `name` (the syncer names them
-/// `<virtual name>-x-<virtual namespace>-x-<vcluster name>`), once there is
-/// at least one.
-async fn synced_pod_names(hc: &kube::Client, name: &str, vns: &str) -> Vec<String> {
-    let suffix = format!("-x-{vns}-x-{name}");
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(hc.clone(), name);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let found: Vec<String> = pods
-            .list(&Default::default())
-            .await
-            .expect("list host pods")
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .filter(|n| n.ends_with(&suffix))
-            .collect();
-        if !found.is_empty() {
-            return found;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no Pod *{suffix} in host namespace {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn names(list: &Value) -> Vec<String> {
     let mut n: Vec<String> = list["items"]
         .as_array()
@@ -703,7 +674,8 @@ async fn the_seeds_three_requests_register_and_delete_destroys_through_the_api()
 
     // the virtual cluster's workloads were synced into the host namespace,
     // under the syncer's host-side names
-    let synced = synced_pod_names(&hc, "cluster-virtual-demo", "argocd").await;
+    let synced =
+        crate::helpers::synced_pods(&hc, "cluster-virtual-demo", "argocd", "argocd-").await;
     assert!(
         synced.iter().any(|n| n.starts_with("argocd-")),
         "no Argo CD Pod synced into the host: {synced:?}"
@@ -1105,7 +1077,7 @@ async fn a_registration_left_by_a_killed_server_is_taken_over_by_the_other_repli
         .expect("Argo CD cluster Secret");
     assert!(secret.data.is_some());
     // the components went in through the real vcluster: synced to the host
-    let synced = synced_pod_names(&hc, "ha-virtual", "argocd").await;
+    let synced = crate::helpers::synced_pods(&hc, "ha-virtual", "argocd", "argocd-").await;
     assert!(
         synced.iter().any(|n| n.starts_with("argocd-")),
         "{synced:?}"

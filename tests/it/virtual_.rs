@@ -87,39 +87,6 @@ async fn virtual_client(hc: &kube::Client, name: &str) -> (String, kube::Client)
     (text.clone(), client(&path).await)
 }
 
-/// Waits until the host namespace `name` holds a Pod synced from virtual
-/// namespace `vns` whose virtual name starts with `prefix`: the syncer names
-/// it `<virtual name>-x-<virtual namespace>-x-<vcluster name>`. Returns the
-/// host-side names found.
-async fn synced_pods(hc: &kube::Client, name: &str, vns: &str, prefix: &str) -> Vec<String> {
-    let suffix = format!("-x-{vns}-x-{name}");
-    let pods: Api<Pod> = Api::namespaced(hc.clone(), name);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let names: Vec<String> = pods
-            .list(&Default::default())
-            .await
-            .expect("list host pods")
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        let found: Vec<String> = names
-            .iter()
-            .filter(|n| n.starts_with(prefix) && n.ends_with(&suffix))
-            .cloned()
-            .collect();
-        if !found.is_empty() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no Pod {prefix}*{suffix} in host namespace {name}; there: {names:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Waits until Deployment `ns/name` inside a virtual cluster is available:
 /// its Pod ran in the host (kwok) and its status came back through the syncer.
 async fn available(vc: &kube::Client, ns: &str, name: &str) {
