@@ -14,7 +14,7 @@ use crate::credential;
 use crate::error::{Error, ExitCode, Result};
 use crate::k8s::Cluster;
 use crate::k8s::apply::ApplyOptions;
-use crate::k8s::permissions;
+use crate::k8s::{permissions, storage};
 use crate::output::{OutputFormat, print_objects, print_table, print_value};
 use crate::pipeline::{self, Changes, Ownership, StageOptions, StageReport};
 use crate::plan::{self, Catalog, Target};
@@ -447,14 +447,29 @@ async fn render_reachable(
         let rendered = pipeline::render(&cluster, spec, st, render_opts, p).await?;
         let needs = pipeline::needs::of_rendered(&rendered, st.target != Target::VirtualHost);
         match permissions::check_needs(&cluster, &needs).await {
-            Ok(()) => p.done(
-                "preflight",
-                format!(
-                    "{}: the {} permission(s) the plan uses are granted",
-                    cluster.label,
-                    needs.len()
-                ),
-            ),
+            Ok(()) => {
+                p.done(
+                    "preflight",
+                    format!(
+                        "{}: the {} permission(s) the plan uses are granted",
+                        cluster.label,
+                        needs.len()
+                    ),
+                );
+                let claims = storage::claims(&rendered.manifests);
+                match storage::check(&cluster, &claims).await {
+                    Ok(()) if claims.is_empty() => {}
+                    Ok(()) => p.done(
+                        "preflight",
+                        format!(
+                            "{}: the StorageClasses of the plan's {} volume claim(s) are there",
+                            cluster.label,
+                            claims.len()
+                        ),
+                    ),
+                    Err(e) => problems.push(e),
+                }
+            }
             Err(e) => problems.push(e),
         }
         out.push(Some(rendered));

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod delete;
 pub mod fence;
 pub mod permissions;
+pub mod storage;
 pub mod wait;
 
 use std::future::Future;

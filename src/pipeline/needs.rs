@@ -71,6 +71,12 @@ pub fn of_rendered(rendered: &Rendered, credential: bool) -> Needs {
             }
         }
     }
+    // the StorageClasses of the plan's volume claims, checked in preflight
+    for (verb, group, resource, ns) in
+        crate::k8s::storage::needs(&crate::k8s::storage::claims(&rendered.manifests))
+    {
+        n.add(verb, group, resource, &ns);
+    }
     // the ApplySet parent
     n.add_all(
         &["get", "create", "patch"],

@@ -64,6 +64,10 @@ pub struct NodePorts {
 pub struct VclusterSpec {
     /// The node port on the host that exposes the vcluster's API.
     pub https_node_port: u16,
+    /// The StorageClass of the claim for the vcluster's data; None: the
+    /// host's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
 }
 
 /// Overrides for one component category.

@@ -268,7 +268,8 @@ fn virtual_worker_defaults() {
     assert_eq!(
         spec.vcluster,
         Some(VclusterSpec {
-            https_node_port: 31443
+            https_node_port: 31443,
+            storage_class: None
         })
     );
     assert_eq!(spec.traefik, None);
@@ -282,7 +283,8 @@ fn virtual_worker_defaults() {
     assert_eq!(
         spec.vcluster,
         Some(VclusterSpec {
-            https_node_port: 31000
+            https_node_port: 31000,
+            storage_class: None
         })
     );
 }
@@ -598,7 +600,8 @@ fn physical_and_virtual_rules() {
     assert_eq!(
         ok(&text).vcluster,
         Some(VclusterSpec {
-            https_node_port: 31000
+            https_node_port: 31000,
+            storage_class: None
         })
     );
 }
@@ -1228,5 +1231,34 @@ fn upstream_fields_are_kept_and_checked() {
     assert_one(
         &virtual_worker("product_allowed_cluster_resources: {shop: [{kind: ClusterRole}]}\n"),
         "error: t.yaml:6:44: product_allowed_cluster_resources.shop[0].group: is missing; valid: a mapping with kind and group, such as {kind: ClusterRole, group: rbac.authorization.k8s.io}",
+    );
+}
+
+#[test]
+fn vcluster_storage_class_names_a_storage_class() {
+    let spec = ok(&virtual_worker("vcluster:\n  storage_class: fast-ssd\n"));
+    assert_eq!(
+        spec.vcluster,
+        Some(VclusterSpec {
+            https_node_port: 31443,
+            storage_class: Some("fast-ssd".to_owned())
+        })
+    );
+    let spec = ok(&virtual_worker("vcluster: {storageClass: gp3.csi}\n"));
+    assert_eq!(
+        spec.vcluster.and_then(|v| v.storage_class).as_deref(),
+        Some("gp3.csi")
+    );
+    assert_one(
+        &virtual_worker("vcluster:\n  storage_class: Fast_SSD\n"),
+        "error: t.yaml:7:18: vcluster.storage_class: \"Fast_SSD\" is not a valid StorageClass name; valid: the name of a StorageClass of the host (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'), or leave it out for the host's default StorageClass",
+    );
+    assert_one(
+        &virtual_worker("vcluster:\n  storage_class: \"\"\n"),
+        "error: t.yaml:7:18: vcluster.storage_class: \"\" is empty; valid: the name of a StorageClass of the host (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'), or leave it out for the host's default StorageClass",
+    );
+    assert_one(
+        &virtual_worker("vcluster:\n  storage_class: [a]\n"),
+        "error: t.yaml:7:18: vcluster.storage_class: expected a string, found a list; valid: the name of a StorageClass of the host (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'), or leave it out for the host's default StorageClass",
     );
 }

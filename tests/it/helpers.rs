@@ -409,7 +409,12 @@ pub fn charts_copy() -> tempfile::TempDir {
 
 /// Replaces one line of a chart's Chart.yaml.
 pub fn edit_chart_yaml(dir: &std::path::Path, chart: &str, from: &str, to: &str) {
-    let p = dir.join(chart).join("Chart.yaml");
+    edit_chart_file(dir, chart, "Chart.yaml", from, to);
+}
+
+/// Replaces the first `from` in a file of a chart (that must hold it).
+pub fn edit_chart_file(dir: &std::path::Path, chart: &str, file: &str, from: &str, to: &str) {
+    let p = dir.join(chart).join(file);
     let text = std::fs::read_to_string(&p).expect("read");
     assert!(text.contains(from), "{}: no {from:?}", p.display());
     std::fs::write(&p, text.replacen(from, to, 1)).expect("write");
@@ -660,4 +665,37 @@ pub async fn synced_pods(hc: &kube::Client, name: &str, vns: &str, prefix: &str)
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// Every object of every listable kind, as "group/kind ns/name", except
+/// what the control plane itself keeps changing (Events, Leases of
+/// kube-system and kube-node-lease, Endpoints, EndpointSlices).
+pub async fn everything(c: &kube::Client) -> std::collections::BTreeSet<String> {
+    let discovery = Discovery::new(c.clone()).run().await.expect("discovery");
+    let mut out = std::collections::BTreeSet::new();
+    for g in discovery.groups() {
+        for (ar, caps) in g.recommended_resources() {
+            if !caps.supports_operation(kube::discovery::verbs::LIST)
+                || matches!(
+                    ar.kind.as_str(),
+                    "Event" | "Endpoints" | "EndpointSlice" | "ComponentStatus"
+                )
+            {
+                continue;
+            }
+            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(c.clone(), &ar);
+            let Ok(list) = api.list_metadata(&Default::default()).await else {
+                continue;
+            };
+            for o in list.items {
+                let ns = o.metadata.namespace.unwrap_or_default();
+                let name = o.metadata.name.unwrap_or_default();
+                if ar.kind == "Lease" && (ns == "kube-system" || ns == "kube-node-lease") {
+                    continue;
+                }
+                out.insert(format!("{}/{} {ns}/{name}", ar.group, ar.kind));
+            }
+        }
+    }
+    out
 }

@@ -66,41 +66,14 @@ async fn all_but(c: &kube::Client, verb: &str, group: &str, resource: &str) -> S
     format!("{role}\n---\n{binding}\n")
 }
 
-/// Every object of every listable kind, as "group/kind ns/name", except
-/// what the control plane itself keeps changing (Events, Leases of
-/// kube-system and kube-node-lease, Endpoints, EndpointSlices) and this
-/// test's own RBAC.
+/// Every object of both clusters (helpers::everything) but this test's own
+/// RBAC.
 async fn everything(c: &kube::Client) -> BTreeSet<String> {
-    let discovery = Discovery::new(c.clone()).run().await.expect("discovery");
-    let mut out = BTreeSet::new();
-    for g in discovery.groups() {
-        for (ar, caps) in g.recommended_resources() {
-            if !caps.supports_operation(kube::discovery::verbs::LIST)
-                || matches!(
-                    ar.kind.as_str(),
-                    "Event" | "Endpoints" | "EndpointSlice" | "ComponentStatus"
-                )
-            {
-                continue;
-            }
-            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(c.clone(), &ar);
-            let Ok(list) = api.list_metadata(&Default::default()).await else {
-                continue;
-            };
-            for o in list.items {
-                let ns = o.metadata.namespace.unwrap_or_default();
-                let name = o.metadata.name.unwrap_or_default();
-                if ar.kind == "Lease" && (ns == "kube-system" || ns == "kube-node-lease") {
-                    continue;
-                }
-                if name == "all-but-one" {
-                    continue;
-                }
-                out.insert(format!("{}/{} {ns}/{name}", ar.group, ar.kind));
-            }
-        }
-    }
-    out
+    crate::helpers::everything(c)
+        .await
+        .into_iter()
+        .filter(|o| !o.ends_with("/all-but-one"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

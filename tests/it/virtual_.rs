@@ -659,3 +659,162 @@ async fn reserved_host_namespaces_and_a_virtual_worker_whose_host_is_gone() {
     nautes(&["destroy", "hdemo"], Some(&mgmt_kc), None).ok();
     assert!(objects(&mgmt, "hdemo").await.is_empty());
 }
+
+/// Issue 11, point 8: the vcluster's data claim needs a StorageClass of the
+/// host. A host without a default StorageClass is named in preflight (exit
+/// 8, both clusters unchanged) instead of a 180 s wait for a Pod that is
+/// never scheduled; so is a `vcluster.storage_class` the host does not
+/// have; with one it has, the claim is made of that class and is bound.
+/// The test chart's claim is off by default (the test bed provisions no
+/// volumes); this test turns it on as upstream has it (enabled: auto), and
+/// gives the host a StorageClass without a provisioner and a volume made
+/// by hand, which the host's controller manager binds the claim to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_the_storage_class_of_the_vcluster_is_named_before_any_write() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    const PORT: u16 = 31454;
+    let bed = TestBed::start_with_vcluster(&["management", "host"]);
+    let mgmt_kc = bed.cluster("management").kubeconfig.clone();
+    let host_kc = bed.cluster("host").kubeconfig.clone();
+    let (mgmt, hc) = (client(&mgmt_kc).await, client(&host_kc).await);
+    register_host(&bed, &mgmt_kc, "hsc");
+    let charts = charts_copy();
+    edit_chart_file(
+        charts.path(),
+        "vcluster",
+        "values.yaml",
+        "enabled: false\n        size: 5Gi",
+        "enabled: auto\n        size: 5Gi",
+    );
+    let cd = charts.path().to_str().expect("utf8");
+    let register = |spec: &serde_json::Value| {
+        let (_d, path) = write_temp("vsc.json", &spec.to_string());
+        nautes(
+            &[
+                "register",
+                "-f",
+                path.to_str().expect("utf8"),
+                "--charts-dir",
+                cd,
+                "--timeout",
+                "4m",
+            ],
+            Some(&mgmt_kc),
+            None,
+        )
+    };
+    let mut spec = virtual_spec("vsc", "hsc", PORT);
+
+    // no StorageClass at all on the host, none named in the spec
+    let before = (everything(&mgmt).await, everything(&hc).await);
+    let run = register(&spec);
+    assert_eq!(run.code, 8, "exit 8 (missing):\n{}", run.stderr);
+    let err = error_block(&run.stderr);
+    for part in [
+        "host cluster hsc: 1 volume claim(s) of the plan would never be bound; nothing was changed",
+        "StatefulSet vsc/vsc (claim template data) claims a volume of the default StorageClass, and host cluster hsc has no default StorageClass (it has no StorageClass)",
+        "vcluster.storage_class",
+    ] {
+        assert!(err.contains(part), "no {part:?} in:\n{err}");
+    }
+    let after = (everything(&mgmt).await, everything(&hc).await);
+    assert_eq!(
+        before.0,
+        after.0,
+        "management changed: {}",
+        difference(
+            &before.0.iter().cloned().collect::<Vec<_>>(),
+            &after.0.iter().cloned().collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(
+        before.1,
+        after.1,
+        "host changed: {}",
+        difference(
+            &before.1.iter().cloned().collect::<Vec<_>>(),
+            &after.1.iter().cloned().collect::<Vec<_>>()
+        )
+    );
+
+    // a class the host does not have
+    kubectl(
+        &host_kc,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: slow\nprovisioner: kubernetes.io/no-provisioner\n",
+        ),
+    );
+    spec["vcluster"]["storage_class"] = json!("fast");
+    let before = (everything(&mgmt).await, everything(&hc).await);
+    let run = register(&spec);
+    assert_eq!(run.code, 8, "exit 8 (missing):\n{}", run.stderr);
+    let err = error_block(&run.stderr);
+    let part = "StatefulSet vsc/vsc (claim template data) claims a volume of StorageClass fast, which host cluster hsc does not have (it has: slow)";
+    assert!(err.contains(part), "no {part:?} in:\n{err}");
+    assert_eq!(
+        before,
+        (everything(&mgmt).await, everything(&hc).await),
+        "a refused register changed a cluster"
+    );
+
+    // the class, and a volume of it made by hand
+    kubectl(
+        &host_kc,
+        &["apply", "-f", "-"],
+        Some(concat!(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\n",
+            "provisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: Immediate\n---\n",
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: pv-fast\nspec:\n",
+            "  storageClassName: fast\n  capacity: {storage: 5Gi}\n  accessModes: [ReadWriteOnce]\n",
+            "  persistentVolumeReclaimPolicy: Retain\n  hostPath: {path: /tmp/nautes-test-pv-fast}\n",
+        )),
+    );
+    let run = register(&spec);
+    run.ok();
+    assert!(
+        run.stderr
+            .contains("the StorageClasses of the plan's 1 volume claim(s) are there"),
+        "{}",
+        run.stderr
+    );
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(hc.clone(), "vsc")
+        .get("data-vsc-0")
+        .await
+        .expect("the vcluster's claim");
+    let pvc_spec = pvc.spec.expect("spec");
+    assert_eq!(pvc_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(pvc_spec.volume_name.as_deref(), Some("pv-fast"));
+    assert_eq!(pvc.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
+    let pids = vcluster_pids(&bed, "vsc/vsc");
+
+    // the claim exists: a re-register does not need its class any more
+    kubectl(&host_kc, &["delete", "storageclass", "fast"], None);
+    let again = register(&spec);
+    again.ok();
+    assert!(
+        !again.stderr.contains("would never be bound"),
+        "{}",
+        again.stderr
+    );
+
+    // destroy takes the claim with the vcluster's namespace; the volume,
+    // made by hand, stays
+    nautes(&["destroy", "vsc"], Some(&mgmt_kc), None).ok();
+    vclusters_gone(&bed, &pids).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while namespace_exists(&hc, "vsc").await {
+        assert!(Instant::now() < deadline, "host namespace vsc left behind");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        Api::<PersistentVolume>::all(hc.clone())
+            .get_opt("pv-fast")
+            .await
+            .expect("get")
+            .is_some(),
+        "destroy deleted a volume it did not create"
+    );
+    nautes(&["destroy", "hsc"], Some(&mgmt_kc), None).ok();
+    wait_nothing_left(&hc, "hsc", "the host").await;
+}

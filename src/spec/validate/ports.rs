@@ -2,7 +2,7 @@
 //! additions), `vcluster` of a virtual one.
 
 use super::super::fields::{Ctx, FieldDef, field, join};
-use super::super::net::ApiServer;
+use super::super::net::{ApiServer, is_dns1123_subdomain};
 use super::super::tree::{Node, SNode, position};
 use super::super::{ClusterType, NodePorts, VclusterSpec};
 use super::place::{Place, reject, sub_mapping};
@@ -15,7 +15,9 @@ const DEFAULT_HTTPS_NODE_PORT: u16 = 30443;
 
 const HTTPS_NODE_PORT: FieldDef = field("https_node_port", "httpsNodePort");
 static TRAEFIK: [FieldDef; 2] = [field("http_node_port", "httpNodePort"), HTTPS_NODE_PORT];
-static VCLUSTER: &[FieldDef] = &[HTTPS_NODE_PORT];
+const STORAGE_CLASS: FieldDef = field("storage_class", "storageClass");
+static VCLUSTER: &[FieldDef] = &[HTTPS_NODE_PORT, STORAGE_CLASS];
+const STORAGE_CLASS_VALID: &str = "the name of a StorageClass of the host (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'), or leave it out for the host's default StorageClass";
 
 /// A node port as given: its value, its node and its path.
 pub(super) type PortAt<'a> = (u16, &'a SNode, String);
@@ -93,8 +95,28 @@ pub(super) fn vcluster(
         }
         None => None,
     };
+    let storage_class = place.as_ref().and_then(|v| storage_class(ctx, v));
     port.filter(|_| is_virtual(cluster_type))
-        .map(|https_node_port| VclusterSpec { https_node_port })
+        .map(|https_node_port| VclusterSpec {
+            https_node_port,
+            storage_class,
+        })
+}
+
+/// `vcluster.storage_class`: the name of a StorageClass of the host, for
+/// the claim of the vcluster's data.
+fn storage_class(ctx: &mut Ctx<'_>, vcluster: &Place<'_>) -> Option<String> {
+    let (name, node) = vcluster.text(ctx, "storage_class", STORAGE_CLASS_VALID)?;
+    if is_dns1123_subdomain(&name) {
+        return Some(name);
+    }
+    let problem = if name.is_empty() {
+        format!("is empty; valid: {STORAGE_CLASS_VALID}")
+    } else {
+        format!("is not a valid StorageClass name; valid: {STORAGE_CLASS_VALID}")
+    };
+    vcluster.reject(ctx, "storage_class", node, &problem);
+    None
 }
 
 /// The default `vcluster.https_node_port`: the port of `api_server`, which
