@@ -164,6 +164,43 @@ pub struct ChartArgs {
     /// Path to helm; default: helm on PATH.
     #[arg(long, value_name = "PATH", env = "NAUTES_HELM")]
     pub helm: Option<PathBuf>,
+    /// Fetch a component's chart from this Helm repository instead of the
+    /// catalog's (a mirror): NAME is a component (argocd) or its chart
+    /// (argo-cd); repeatable, or comma-separated in the variable.
+    #[arg(
+        long = "chart-repository",
+        value_name = "NAME=URL",
+        env = "NAUTES_CHART_REPOSITORIES",
+        value_delimiter = ',',
+        value_parser = parse_repository
+    )]
+    pub chart_repositories: Vec<(String, String)>,
+    /// Where charts fetched from their repositories are kept; default:
+    /// $XDG_CACHE_HOME/kubectl-nautes, else ~/.cache/kubectl-nautes.
+    #[arg(long, value_name = "DIR", env = "NAUTES_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// NAME=URL of --chart-repository: URL is http(s):// or oci://.
+fn parse_repository(s: &str) -> Result<(String, String), String> {
+    let Some((name, url)) = s.split_once('=') else {
+        return Err("expected NAME=URL, such as argocd=https://charts.example.com/argo".into());
+    };
+    let (name, url) = (name.trim(), url.trim());
+    if name.is_empty() {
+        return Err("NAME is empty; valid: a component of the catalog (such as argocd) or its chart's name (argo-cd)".into());
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{url:?} is not a URL; valid: an http://, https:// or oci:// URL of a Helm repository"
+        ));
+    };
+    if !matches!(scheme, "http" | "https" | "oci") || rest.is_empty() {
+        return Err(format!(
+            "{url:?} is not a repository URL; valid: an http://, https:// or oci:// URL of a Helm repository"
+        ));
+    }
+    Ok((name.to_string(), url.to_string()))
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ use crate::plan::{Component, Plan, Stage, Target};
 use crate::spec::ClusterSpec;
 
 pub mod charts;
+pub mod fetch;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
@@ -63,6 +64,41 @@ pub struct KubeInfo {
 pub struct RenderOptions {
     pub helm: PathBuf,
     pub charts_dir: Option<PathBuf>,
+    /// Repositories given for components instead of the catalog's
+    /// (component or chart name -> URL).
+    pub repositories: BTreeMap<String, String>,
+    /// Where charts fetched from their repositories are kept (without
+    /// --charts-dir); None when no cache directory can be found.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The render options of the chart flags: helm found, every
+/// --chart-repository naming a component or chart of the catalog.
+pub fn options(charts: &crate::cli::ChartArgs) -> Result<RenderOptions> {
+    let catalog = crate::plan::Catalog::builtin()?;
+    let mut repositories = BTreeMap::new();
+    for (name, url) in &charts.chart_repositories {
+        if !catalog
+            .components
+            .iter()
+            .any(|c| &c.name == name || &c.chart.name == name)
+        {
+            let mut valid: Vec<&str> = catalog.components.iter().map(|c| c.name.as_str()).collect();
+            valid.dedup();
+            return Err(Error::invalid(format!(
+                "--chart-repository {name}={}: {name:?} is no component of the catalog; valid: one of {}, or the name of its chart",
+                fetch::shown(url),
+                valid.join(", ")
+            )));
+        }
+        repositories.insert(name.clone(), url.clone());
+    }
+    Ok(RenderOptions {
+        helm: find_helm(charts.helm.as_deref())?,
+        charts_dir: charts.charts_dir.clone(),
+        repositories,
+        cache_dir: charts.cache_dir.clone().or_else(fetch::default_cache_dir),
+    })
 }
 
 /// The minijinja environment with every embedded template, built once.
@@ -221,32 +257,111 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// Finds the chart of a component: in --charts-dir as `<name>/` or
-/// `<name>-<version>.tgz`, else its upstream repository.
-pub fn chart_args(c: &Component, charts_dir: Option<&Path>) -> Result<Vec<String>> {
-    match charts_dir {
-        Some(dir) => Ok(vec![
-            charts::locate(c, dir)?
-                .path()
-                .to_string_lossy()
-                .into_owned(),
-        ]),
-        None if !c.chart.repository.starts_with("oci://")
-            && c.chart.repository.contains("/tree/") =>
-        {
-            Err(Error::missing(format!(
-                "chart {} {} of component {} is not published in a Helm repository (only in git at {}): package it with `helm package` and pass its directory with --charts-dir",
-                c.chart.name, c.chart.version, c.name, c.chart.repository
-            )))
+/// The chart of a component to give helm: in --charts-dir as `<name>/` or
+/// `<name>-<version>.tgz`, else the archive fetched into the cache (see
+/// [`prepare_charts`]).
+pub fn chart_args(c: &Component, opts: &RenderOptions) -> Result<Vec<String>> {
+    let dir = match (&opts.charts_dir, &opts.cache_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(cache)) => {
+            fetch::repository_dir(cache, fetch::repository_of(c, &opts.repositories))
         }
-        None => Ok(vec![
-            c.chart.name.clone(),
-            "--repo".into(),
-            c.chart.repository.clone(),
-            "--version".into(),
-            c.chart.version.clone(),
-        ]),
+        (None, None) => return Err(no_cache_dir()),
+    };
+    Ok(vec![
+        charts::locate(c, &dir)?
+            .path()
+            .to_string_lossy()
+            .into_owned(),
+    ])
+}
+
+fn no_cache_dir() -> Error {
+    Error::missing(
+        "no directory to keep fetched charts in: neither XDG_CACHE_HOME nor HOME is set; give one with --cache-dir, or give the charts with --charts-dir",
+    )
+}
+
+/// Makes every chart of a plan ready to render, before anything is
+/// rendered: with --charts-dir, checks them there; else fetches into the
+/// cache those not there yet and checks them the same way. Every problem
+/// is named in one error (exit 8; 5 for a repository that does not answer).
+/// Returns one line per chart fetched.
+pub async fn prepare_charts(plan: &Plan, opts: &RenderOptions) -> Result<Vec<String>> {
+    if let Some(dir) = &opts.charts_dir {
+        charts::check(
+            plan,
+            |_| dir.clone(),
+            &format!("--charts-dir {}", dir.display()),
+        )?;
+        return Ok(Vec::new());
     }
+    let cache = opts.cache_dir.as_ref().ok_or_else(no_cache_dir)?;
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    let mut jobs = Vec::new();
+    for c in plan.stages.iter().flat_map(|s| &s.components) {
+        let repository = fetch::repository_of(c, &opts.repositories).to_string();
+        let key = (
+            repository.clone(),
+            c.chart.name.clone(),
+            c.chart.version.clone(),
+        );
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        if fetch::is_git_tree(&repository) {
+            jobs.push(futures::future::Either::Left(async move {
+                Err::<Option<String>, _>(Error::missing(format!(
+                    "chart {} {} of component {} is not published in a Helm repository (only in git at {}): package it with `helm package` and pass its directory with --charts-dir, or give a repository that has it with --chart-repository {}=<url>",
+                    c.chart.name, c.chart.version, c.name, c.chart.repository, c.name
+                )))
+            }));
+            continue;
+        }
+        jobs.push(futures::future::Either::Right(async move {
+            let (path, fetched) = fetch::ensure(&opts.helm, c, &repository, cache).await?;
+            Ok(fetched.then(|| {
+                format!(
+                    "chart {} {} fetched from {} into {}",
+                    c.chart.name,
+                    c.chart.version,
+                    fetch::shown(&repository),
+                    path.display()
+                )
+            }))
+        }));
+    }
+    let mut lines = Vec::new();
+    let mut problems = Vec::new();
+    for r in futures::future::join_all(jobs).await {
+        match r {
+            Ok(line) => lines.extend(line),
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        let code = problems
+            .iter()
+            .map(|e| e.code)
+            .find(|c| *c == crate::error::ExitCode::Unreachable)
+            .unwrap_or(problems[0].code);
+        let msgs: Vec<String> = problems.into_iter().map(|e| e.message).collect();
+        return Err(Error::new(
+            code,
+            format!(
+                "{} chart(s) of the plan could not be fetched, nothing was rendered:\n  {}",
+                msgs.len(),
+                msgs.join("\n  ")
+            ),
+        ));
+    }
+    charts::check(
+        plan,
+        |c| fetch::repository_dir(cache, fetch::repository_of(c, &opts.repositories)),
+        &format!("the chart cache {}", cache.display()),
+    )?;
+    Ok(lines)
 }
 
 /// Runs `helm template` for one component with its values on stdin.
@@ -257,7 +372,7 @@ pub async fn helm_template(
     kube: &KubeInfo,
 ) -> Result<String> {
     let mut args: Vec<String> = vec!["template".into(), c.release.clone()];
-    args.extend(chart_args(c, opts.charts_dir.as_deref())?);
+    args.extend(chart_args(c, opts)?);
     args.extend([
         "--namespace".into(),
         c.namespace.clone(),
@@ -357,6 +472,16 @@ pub async fn render_stage(
     opts: &RenderOptions,
     kube: &KubeInfo,
 ) -> Result<Vec<Manifest>> {
+    prepare_stage_charts(spec, stage, opts).await?;
+    render_checked_stage(env, spec, stage, opts, kube).await
+}
+
+/// [`prepare_charts`] for the whole plan of a spec and one stage of it.
+pub async fn prepare_stage_charts(
+    spec: &ClusterSpec,
+    stage: &Stage,
+    opts: &RenderOptions,
+) -> Result<Vec<String>> {
     let mut whole = crate::plan::Catalog::builtin()
         .and_then(|catalog| crate::plan::plan(spec, &catalog))
         .unwrap_or_else(|_| Plan {
@@ -364,8 +489,7 @@ pub async fn render_stage(
             stages: Vec::new(),
         });
     whole.stages.push(stage.clone());
-    charts::check(&whole, opts.charts_dir.as_deref())?;
-    render_checked_stage(env, spec, stage, opts, kube).await
+    prepare_charts(&whole, opts).await
 }
 
 /// [`render_stage`] without the check of the charts.
@@ -467,7 +591,7 @@ pub async fn render_plan(
     opts: &RenderOptions,
     kube: &BTreeMap<Target, KubeInfo>,
 ) -> Result<Vec<(Target, Vec<Manifest>)>> {
-    charts::check(plan, opts.charts_dir.as_deref())?;
+    prepare_charts(plan, opts).await?;
     let env = environment();
     let mut out = Vec::new();
     let default = KubeInfo::default();
@@ -611,6 +735,8 @@ mod tests {
             // never run: the check comes before helm
             helm: PathBuf::from("/nonexistent/helm"),
             charts_dir: Some(dir.path().to_path_buf()),
+            repositories: BTreeMap::new(),
+            cache_dir: None,
         };
         let err = render_stage(
             &environment(),

@@ -7,7 +7,7 @@ use crate::cli::{RenderArgs, ValidateArgs};
 use crate::error::Result;
 use crate::output::{OutputFormat, print_objects, print_value};
 use crate::plan::{self, Catalog, Target};
-use crate::render::{self, KubeInfo, RenderOptions};
+use crate::render::{self, KubeInfo};
 
 pub async fn render(args: &RenderArgs) -> Result<()> {
     let spec = load_spec(&args.input)?;
@@ -23,10 +23,7 @@ pub async fn render(args: &RenderArgs) -> Result<()> {
             },
         );
     }
-    let opts = RenderOptions {
-        helm: render::find_helm(args.charts.helm.as_deref())?,
-        charts_dir: args.charts.charts_dir.clone(),
-    };
+    let opts = render::options(&args.charts)?;
     let info = KubeInfo {
         version: Some(args.kube_version.clone()),
         api_versions: Vec::new(),

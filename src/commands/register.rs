@@ -219,10 +219,7 @@ async fn host_namespace_taken(registry: &Registry, spec: &ClusterSpec) -> Result
 }
 
 fn render_options(charts: &crate::cli::ChartArgs) -> Result<RenderOptions> {
-    Ok(RenderOptions {
-        helm: render::find_helm(charts.helm.as_deref())?,
-        charts_dir: charts.charts_dir.clone(),
-    })
+    render::options(charts)
 }
 
 pub async fn run(ctx: &Ctx, args: &RegisterArgs) -> Result<()> {

@@ -108,6 +108,9 @@ pub async fn render(
         version: Some(cluster.version().await?),
         api_versions: kinds.api_versions(),
     };
+    for line in render::prepare_stage_charts(spec, stage, opts).await? {
+        progress.done("charts", line);
+    }
     let env = render::environment();
     let manifests = render::render_stage(&env, spec, stage, opts, &info).await?;
     progress.done(

@@ -194,11 +194,9 @@ fn tar_entries(raw: &[u8]) -> std::result::Result<Vec<(String, Vec<u8>)>, String
 /// Checks every chart of a plan in --charts-dir, before anything is
 /// rendered: present, the pinned name and version, dependencies carried.
 /// Every problem of every chart is named in one error (exit 8).
-pub fn check(plan: &Plan, charts_dir: Option<&Path>) -> Result<()> {
-    let Some(dir) = charts_dir else {
-        // from their repositories, helm fetches exactly the pinned version
-        return Ok(());
-    };
+/// `dir_for` gives the directory each component's chart is looked for in,
+/// `label` names where that is in the error.
+pub fn check(plan: &Plan, dir_for: impl Fn(&Component) -> PathBuf, label: &str) -> Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut seen: Vec<(&str, &str)> = Vec::new();
     for c in plan.stages.iter().flat_map(|s| &s.components) {
@@ -206,7 +204,7 @@ pub fn check(plan: &Plan, charts_dir: Option<&Path>) -> Result<()> {
             continue;
         }
         seen.push((&c.chart.name, &c.chart.version));
-        let located = match locate(c, dir) {
+        let located = match locate(c, &dir_for(c)) {
             Ok(l) => l,
             Err(e) => {
                 problems.push(e.message);
@@ -280,8 +278,7 @@ pub fn check(plan: &Plan, charts_dir: Option<&Path>) -> Result<()> {
         return Ok(());
     }
     Err(Error::missing(format!(
-        "--charts-dir {}: {} problem(s) with the charts of the plan, nothing was rendered:\n  {}",
-        dir.display(),
+        "{label}: {} problem(s) with the charts of the plan, nothing was rendered:\n  {}",
         problems.len(),
         problems.join("\n  ")
     )))

@@ -16,6 +16,7 @@ mod locks;
 mod ownership;
 mod permissions;
 mod physical;
+mod repository;
 mod secrets;
 mod serve;
 mod smoke;
