@@ -259,6 +259,32 @@ fn same_content(a: &kube::api::DynamicObject, b: &kube::api::DynamicObject) -> b
     strip(a) == strip(b)
 }
 
+/// Whether an object is as this plugin last applied it and nobody changed it
+/// since (its resourceVersion now is the one recorded, its content hash
+/// the recorded one): then it is not sent again.
+fn unchanged_since(m: &Manifest, now: &str, rv: &str, hash: &str, opts: &ApplyOptions) -> bool {
+    now == rv && hash == hash_of(&m.object) && !opts.dry_run_server
+}
+
+/// Whether [`apply_many`] would leave this object alone (see
+/// [`unchanged_since`]).
+pub fn would_skip(
+    m: &Manifest,
+    kinds: &Kinds,
+    opts: &ApplyOptions,
+    before: &BTreeMap<ObjectKey, String>,
+    previous: &Previous,
+) -> bool {
+    let Some(kind) = kinds.resolve(m.api_version(), m.kind()) else {
+        return false;
+    };
+    let key = key_of(m, &kind);
+    match (before.get(&key), previous.get(&key)) {
+        (Some(now), Some((rv, hash))) => unchanged_since(m, now, rv, hash, opts),
+        _ => false,
+    }
+}
+
 /// Applies a set of objects concurrently (bounded). Fails with every error
 /// found, after all in-flight requests finish.
 pub async fn apply_many(
@@ -283,9 +309,7 @@ pub async fn apply_many(
             let key = key_of(m, &kind);
             let now = before.get(&key).map(String::as_str);
             if let (Some(now), Some((rv, hash))) = (now, previous.get(&key))
-                && now == rv
-                && *hash == hash_of(&m.object)
-                && !opts.dry_run_server
+                && unchanged_since(m, now, rv, hash, opts)
             {
                 let skipped = Applied {
                     group_kind: key.0.clone(),

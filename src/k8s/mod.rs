@@ -1,6 +1,7 @@
 //! Talking to clusters: clients from kubeconfigs, discovery, retries, and
 //! the generic operations: apply, wait, delete, permission checks.
 
+pub mod admission;
 pub mod apply;
 pub mod delete;
 pub mod fence;

@@ -132,8 +132,8 @@ pub async fn install(
     run.apply_namespaces().await?;
     hooks.run_pre(&hook_run(&run, opts, progress)).await?;
     run.apply_objects().await?;
-    run.wait_workloads().await?;
     run.apply_admission().await?;
+    run.wait_workloads().await?;
     hooks.run_post(&hook_run(&run, opts, progress)).await?;
     run.report_components();
     run.prune().await?;

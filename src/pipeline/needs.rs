@@ -71,6 +71,12 @@ pub fn of_rendered(rendered: &Rendered, credential: bool) -> Needs {
             }
         }
     }
+    // the endpoints of the Services admission objects call, waited for
+    for m in &rendered.manifests {
+        for (ns, _) in crate::k8s::admission::services_called(m) {
+            n.add("list", "discovery.k8s.io", "endpointslices", &ns);
+        }
+    }
     // the StorageClasses of the plan's volume claims, checked in preflight
     for (verb, group, resource, ns) in
         crate::k8s::storage::needs(&crate::k8s::storage::claims(&rendered.manifests))

@@ -1,13 +1,15 @@
 //! The writing steps of an install, over one value (`Run`) that collects
 //! what each phase applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use super::{ChangedObject, Changes, Planned, StageOptions, StageReport};
 use crate::credential::CREDENTIAL_COMPONENT;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::inventory::{self, AppliedRecord, ApplySet, ParentState};
+use crate::k8s::admission::{self, ServiceRef};
 use crate::k8s::apply::{self, Applied, Outcome, Phase};
 use crate::k8s::wait::{self, Watched};
 use crate::k8s::{Cluster, Kinds, delete, describe};
@@ -210,12 +212,11 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Waits for the workloads: with --wait, and always when admission
-    /// objects follow (what serves them must be ready first).
+    /// Waits for the workloads, with --wait. Admission objects were applied
+    /// before, each once what it calls was ready (see [`Self::apply_admission`]).
     pub async fn wait_workloads(&self) -> Result<()> {
         let workloads = self.watched(|p| p != Phase::Admission);
-        let admission = !self.in_phase(Phase::Admission).is_empty();
-        if !(self.opts.wait || admission) || workloads.is_empty() {
+        if !self.opts.wait || workloads.is_empty() {
             return Ok(());
         }
         let (p, target, n) = (self.progress, self.target, workloads.len());
@@ -248,14 +249,117 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Webhook configurations and APIServices, once what serves them is
-    /// ready; with --wait, until the APIServices are Available.
+    /// Webhook configurations and APIServices, each as soon as every
+    /// Service it calls has a ready endpoint (before the other workloads are
+    /// waited for: some of them become ready only once it exists); one that
+    /// is unchanged, or calls no Service, at once. Waits no longer than
+    /// --timeout, then names what is still waited for. With --wait, then
+    /// until the APIServices are Available.
     pub async fn apply_admission(&mut self) -> Result<()> {
-        if self.in_phase(Phase::Admission).is_empty() {
+        let mut pending: Vec<(usize, Vec<ServiceRef>)> = self
+            .planned
+            .manifests
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| self.phase_of(m) == Phase::Admission)
+            .filter(|(_, m)| !(self.bootstrapped && m.component == CREDENTIAL_COMPONENT))
+            .map(|(i, m)| {
+                let unchanged = apply::would_skip(
+                    m,
+                    &self.planned.kinds,
+                    &self.apply,
+                    &self.planned.before,
+                    &self.planned.previous,
+                );
+                let calls = if unchanged {
+                    Vec::new()
+                } else {
+                    admission::services_called(m)
+                };
+                (i, calls)
+            })
+            .collect();
+        if pending.is_empty() {
             return Ok(());
         }
-        self.apply_phase(Phase::Admission, "webhook configurations and APIServices")
-            .await?;
+        let (p, target) = (self.progress, self.target);
+        let deadline = crate::cli::deadline(self.opts.timeout);
+        let began = std::time::Instant::now();
+        let mut delay = Duration::from_millis(200);
+        let mut ready: BTreeSet<ServiceRef> = BTreeSet::new();
+        loop {
+            // the Services not known ready yet, asked once each
+            let asked: BTreeSet<ServiceRef> = pending
+                .iter()
+                .flat_map(|(_, calls)| calls.iter().cloned())
+                .filter(|s| !ready.contains(s))
+                .collect();
+            for s in asked {
+                if admission::has_ready_endpoint(self.cluster, &s).await? {
+                    if began.elapsed() > Duration::from_secs(1) {
+                        p.info(
+                            &format!("apply {target}"),
+                            format!(
+                                "Service {}/{} has a ready endpoint after {:.1}s",
+                                s.0,
+                                s.1,
+                                began.elapsed().as_secs_f64()
+                            ),
+                        );
+                    }
+                    ready.insert(s);
+                }
+            }
+            let (now, later): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(_, calls)| calls.iter().all(|s| ready.contains(s)));
+            pending = later;
+            if !now.is_empty() {
+                let indices: BTreeSet<usize> = now.into_iter().map(|(i, _)| i).collect();
+                self.apply_selected(
+                    |i, _| indices.contains(&i),
+                    "webhook configurations and APIServices",
+                )
+                .await?;
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let waiting: Vec<String> = pending
+                .iter()
+                .map(|(i, calls)| {
+                    let m = &self.planned.manifests[*i];
+                    let services: Vec<String> = calls
+                        .iter()
+                        .filter(|s| !ready.contains(*s))
+                        .map(|(ns, n)| format!("Service {ns}/{n}"))
+                        .collect();
+                    format!(
+                        "{} {} (component {}) calls {}",
+                        m.kind(),
+                        m.name(),
+                        m.component,
+                        services.join(", ")
+                    )
+                })
+                .collect();
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::timeout(format!(
+                    "{}: {} admission object(s) not applied: what they call has no ready endpoint after {}s:\n  {}\nthe workloads behind those Services never became ready; `kubectl nautes status {}` shows why, and a longer --timeout waits longer",
+                    self.cluster.label,
+                    waiting.len(),
+                    began.elapsed().as_secs(),
+                    waiting.join("\n  "),
+                    self.set.cluster_name
+                )));
+            }
+            p.status(format!(
+                "apply {target}: waiting for a ready endpoint: {}",
+                waiting.join("; ")
+            ));
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + delay)).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
         let services = self.watched(|p| p == Phase::Admission);
         if self.opts.wait && !services.is_empty() {
             wait::wait_ready(
@@ -375,10 +479,32 @@ impl<'a> Run<'a> {
     /// Applies one phase's objects and reports a one-line summary. Returns
     /// how many requests were sent (untouched, unchanged objects are not).
     async fn apply_phase(&mut self, phase: Phase, what: &str) -> Result<usize> {
+        let chosen: BTreeSet<usize> = self
+            .planned
+            .manifests
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| self.phase_of(m) == phase)
+            .map(|(i, _)| i)
+            .collect();
+        self.apply_selected(|i, _| chosen.contains(&i), what).await
+    }
+
+    /// Applies the objects of the plan `select` picks (by index and object)
+    /// and reports a one-line summary, as [`Self::apply_phase`].
+    async fn apply_selected(
+        &mut self,
+        select: impl Fn(usize, &Manifest) -> bool,
+        what: &str,
+    ) -> Result<usize> {
         let bootstrapped = self.bootstrapped;
         let objs: Vec<&Manifest> = self
-            .in_phase(phase)
-            .into_iter()
+            .planned
+            .manifests
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| select(*i, m))
+            .map(|(_, m)| m)
             .filter(|m| !(bootstrapped && m.component == CREDENTIAL_COMPONENT))
             .collect();
         if objs.is_empty() {

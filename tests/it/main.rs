@@ -7,6 +7,7 @@
 //! vcluster; the fallback that plays the vcluster instead
 //! (`start_simulating_vcluster`) is used by no test.
 
+mod admission;
 mod cli;
 mod faults;
 mod helpers;

@@ -18,6 +18,12 @@ package main
 //     code 0, so Jobs complete.
 //   - nautes-pod-gone: a Pod being deleted is removed at once, as a kubelet
 //     does after its containers stopped.
+//   - nautes-pod-running-unready: a scheduled Pending Pod labelled
+//     nautes.test/ready-after becomes Running but not Ready, and stays so
+//     while the label is there (the two stages above and below leave such
+//     Pods alone). A test plays the part of what the Pod waits for: it
+//     removes the label once that exists (see tests/it/admission.rs), and
+//     nautes-pod-ready-again makes the Pod Ready.
 //   - nautes-pod-ready-again: a Running Pod whose Ready condition is not True
 //     gets its conditions back, as a kubelet's status manager would report
 //     them again. kwok sets them once, but they get lost: a vcluster syncer
@@ -81,6 +87,8 @@ spec:
     kind: Pod
   selector:
     matchExpressions:
+    - key: '.metadata.labels["nautes.test/ready-after"]'
+      operator: DoesNotExist
     - key: .metadata.deletionTimestamp
       operator: DoesNotExist
     - key: .status.phase
@@ -223,6 +231,8 @@ spec:
     kind: Pod
   selector:
     matchExpressions:
+    - key: '.metadata.labels["nautes.test/ready-after"]'
+      operator: DoesNotExist
     - key: .metadata.deletionTimestamp
       operator: DoesNotExist
     - key: .status.phase
@@ -244,5 +254,57 @@ spec:
       - type: {{ .conditionType | Quote }}
         status: "True"
         lastTransitionTime: {{ $now | Quote }}
+      {{ end }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: nautes-pod-running-unready
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.labels["nautes.test/ready-after"]'
+      operator: Exists
+    - key: .metadata.deletionTimestamp
+      operator: DoesNotExist
+    - key: .status.phase
+      operator: In
+      values: [Pending]
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+      conditions:
+      {{ range (list "PodScheduled" "Initialized") }}
+      - type: {{ . }}
+        status: "True"
+        lastTransitionTime: {{ $now | Quote }}
+      {{ end }}
+      {{ range (list "ContainersReady" "Ready") }}
+      - type: {{ . }}
+        status: "False"
+        reason: GatedByTest
+        lastTransitionTime: {{ $now | Quote }}
+      {{ end }}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - name: {{ .name | Quote }}
+        image: {{ .image | Quote }}
+        ready: false
+        started: true
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      {{ with NodeIPsWith .spec.nodeName }}
+      hostIP: {{ index . 0 | Quote }}
+      {{ end }}
+      {{ with PodIPsWith .spec.nodeName (or .spec.hostNetwork false) (or .metadata.uid "") (or .metadata.name "") (or .metadata.namespace "") }}
+      podIP: {{ index . 0 | Quote }}
       {{ end }}
 `
