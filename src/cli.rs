@@ -171,6 +171,8 @@ pub struct ChartArgs {
         long = "chart-repository",
         value_name = "NAME=URL",
         env = "NAUTES_CHART_REPOSITORIES",
+        // a URL may carry a password: --help never shows the variable's value
+        hide_env_values = true,
         value_delimiter = ',',
         value_parser = parse_repository
     )]

@@ -357,6 +357,25 @@ async fn a_repository_that_is_unreachable_missing_or_broken_is_named() {
             "a failed fetch left a chart in the cache"
         );
     }
+    // --help shows no value of the variable (clap would, by default)
+    let help = run(
+        &["register", "--help"],
+        None,
+        &[(
+            "NAUTES_CHART_REPOSITORIES",
+            OsString::from(format!(
+                "argocd=http://nautes:s3cret-password@{}/",
+                missing.addr
+            )),
+        )],
+    );
+    help.ok();
+    assert!(
+        help.stdout.contains("[env: NAUTES_CHART_REPOSITORIES]")
+            && !help.stdout.contains("s3cret-password"),
+        "{}",
+        help.stdout
+    );
     // the chart cache has no half-pulled leftovers
     for r in std::fs::read_dir(user.cache().join("charts"))
         .expect("cache")
