@@ -699,3 +699,22 @@ pub async fn everything(c: &kube::Client) -> std::collections::BTreeSet<String> 
     }
     out
 }
+
+/// Asserts that a cluster holds the same objects (`everything`) as before,
+/// naming what appeared or went.
+#[track_caller]
+pub fn assert_unchanged(
+    before: &std::collections::BTreeSet<String>,
+    after: &std::collections::BTreeSet<String>,
+    what: &str,
+) {
+    assert_eq!(
+        before,
+        after,
+        "{what} changed: {}",
+        difference(
+            &before.iter().cloned().collect::<Vec<_>>(),
+            &after.iter().cloned().collect::<Vec<_>>()
+        )
+    );
+}

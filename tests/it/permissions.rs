@@ -219,24 +219,12 @@ async fn a_user_missing_one_permission_the_plan_uses_is_refused_before_any_write
             run.stderr
         );
         let after = (everything(&mgmt).await, everything(&wc).await);
-        assert_eq!(
-            before.0,
-            after.0,
-            "{case}: the management cluster changed: {}",
-            difference(
-                &before.0.iter().cloned().collect::<Vec<_>>(),
-                &after.0.iter().cloned().collect::<Vec<_>>()
-            )
+        assert_unchanged(
+            &before.0,
+            &after.0,
+            &format!("{case}: the management cluster"),
         );
-        assert_eq!(
-            before.1,
-            after.1,
-            "{case}: the worker changed: {}",
-            difference(
-                &before.1.iter().cloned().collect::<Vec<_>>(),
-                &after.1.iter().cloned().collect::<Vec<_>>()
-            )
-        );
+        assert_unchanged(&before.1, &after.1, &format!("{case}: the worker"));
     }
     // with every permission, the same user registers and destroys
     kubectl(

@@ -718,24 +718,8 @@ async fn a_host_without_the_storage_class_of_the_vcluster_is_named_before_any_wr
         assert!(err.contains(part), "no {part:?} in:\n{err}");
     }
     let after = (everything(&mgmt).await, everything(&hc).await);
-    assert_eq!(
-        before.0,
-        after.0,
-        "management changed: {}",
-        difference(
-            &before.0.iter().cloned().collect::<Vec<_>>(),
-            &after.0.iter().cloned().collect::<Vec<_>>()
-        )
-    );
-    assert_eq!(
-        before.1,
-        after.1,
-        "host changed: {}",
-        difference(
-            &before.1.iter().cloned().collect::<Vec<_>>(),
-            &after.1.iter().cloned().collect::<Vec<_>>()
-        )
-    );
+    assert_unchanged(&before.0, &after.0, "the management cluster");
+    assert_unchanged(&before.1, &after.1, "the host");
 
     // a class the host does not have
     kubectl(
